@@ -1,0 +1,84 @@
+// Package auth authenticates callers of the platform API. Operator tokens
+// are opaque secrets stored only as SHA-256 hashes; a request proves
+// itself with "Authorization: Bearer <token>".
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/pbe/pbe/cluster"
+)
+
+// Principal is who a request acts as.
+type Principal struct {
+	// Kind is "operator" for cluster admins.
+	Kind string
+	// ID is the operator token's id.
+	ID string
+}
+
+// KindOperator is the principal kind of a cluster admin.
+const KindOperator = "operator"
+
+// TokenLookup finds an operator token by the hash of its secret; it returns
+// cluster.ErrTokenNotFound for an unknown one.
+type TokenLookup func(hash string) (cluster.Token, error)
+
+type ctxKey struct{}
+
+// FromContext returns the principal a request was authenticated as.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(ctxKey{}).(Principal)
+	return p, ok
+}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
+
+// BearerToken returns the token of an "Authorization: Bearer" header.
+func BearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// Authenticate resolves the request's credentials to a principal.
+func Authenticate(r *http.Request, lookup TokenLookup) (Principal, error) {
+	tok, ok := BearerToken(r)
+	if !ok {
+		return Principal{}, cluster.Errorf(cluster.ErrUnauthorized, "missing credentials: send Authorization: Bearer <operator token>")
+	}
+	t, err := lookup(cluster.HashToken(tok))
+	if errors.Is(err, cluster.ErrTokenNotFound) {
+		return Principal{}, cluster.Errorf(cluster.ErrUnauthorized, "invalid or revoked token")
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	return Principal{Kind: KindOperator, ID: t.ID}, nil
+}
+
+// RequireOperator lets through only requests with a valid operator token;
+// others get 401 JSON.
+func RequireOperator(lookup TokenLookup, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := Authenticate(r, lookup)
+		if err != nil {
+			if errors.Is(err, cluster.ErrUnauthorized) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="pbe"`)
+			}
+			cluster.WriteError(w, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+	})
+}

@@ -1,0 +1,71 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error is an error the platform reports to its callers: a stable machine
+// code and a message that says what to fix. Errors cross process boundaries
+// (Raft responses, forwarded writes, HTTP bodies) by code, so two Errors
+// with the same Code match under errors.Is whatever their messages.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Is reports whether target is an *Error with the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// Errorf returns an error with the code of kind and a specific message.
+func Errorf(kind *Error, format string, args ...any) *Error {
+	return &Error{Code: kind.Code, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsError returns err as an *Error if it is one (or wraps one).
+func AsError(err error) (*Error, bool) {
+	var e *Error
+	if errors.As(err, &e) {
+		return e, true
+	}
+	return nil, false
+}
+
+// Sentinel errors. Compare with errors.Is; the HTTP layer maps each code to
+// a status in one table.
+var (
+	// ErrInvalidInput is returned when a request is malformed or a field
+	// fails validation.
+	ErrInvalidInput = &Error{Code: "invalid_input", Message: "invalid input"}
+	// ErrInvalidTenantID is returned for an id that is not a tenant DNS label.
+	ErrInvalidTenantID = &Error{Code: "invalid_tenant_id", Message: "invalid tenant id"}
+	// ErrReservedTenantID is returned for an id the platform keeps for itself.
+	ErrReservedTenantID = &Error{Code: "reserved_tenant_id", Message: "reserved tenant id"}
+	// ErrTenantExists is returned when creating a tenant whose id is taken
+	// (by a live tenant or one deleted within its grace period).
+	ErrTenantExists = &Error{Code: "tenant_exists", Message: "tenant already exists"}
+	// ErrTenantNotFound is returned for an unknown (or purged) tenant.
+	ErrTenantNotFound = &Error{Code: "tenant_not_found", Message: "tenant not found"}
+	// ErrTenantNotDeleted is returned when restoring a tenant that is live.
+	ErrTenantNotDeleted = &Error{Code: "tenant_not_deleted", Message: "tenant is not deleted"}
+	// ErrStaleVersion is returned when a write names a version of a record
+	// that is no longer current (optimistic concurrency).
+	ErrStaleVersion = &Error{Code: "stale_version", Message: "stale version"}
+	// ErrTokenNotFound is returned for an unknown operator token id.
+	ErrTokenNotFound = &Error{Code: "token_not_found", Message: "token not found"}
+	// ErrUnauthorized is returned when a request carries no valid credentials.
+	ErrUnauthorized = &Error{Code: "unauthorized", Message: "missing or invalid credentials"}
+	// ErrNotLeader is returned by a control-plane node that cannot accept a
+	// write because it is not the Raft leader and knows of none.
+	ErrNotLeader = &Error{Code: "not_leader", Message: "no control-plane leader; retry shortly"}
+	// ErrUnavailable is returned when a dependency (object store, tenant
+	// node) cannot serve the request right now.
+	ErrUnavailable = &Error{Code: "unavailable", Message: "temporarily unavailable; retry shortly"}
+	// ErrShuttingDown is returned for work arriving while a component stops.
+	ErrShuttingDown = &Error{Code: "shutting_down", Message: "shutting down"}
+)

@@ -1,0 +1,118 @@
+package cluster
+
+import (
+	"regexp"
+	"strings"
+	"time"
+)
+
+// TenantState is the lifecycle state of a tenant in the registry.
+type TenantState string
+
+const (
+	// TenantActive tenants are served.
+	TenantActive TenantState = "active"
+	// TenantDeleted tenants are no longer served; their object-store data is
+	// kept until PurgeAfter so an operator can restore them.
+	TenantDeleted TenantState = "deleted"
+)
+
+// Durability says when a tenant's write is acknowledged.
+type Durability string
+
+const (
+	// DurabilityAsync acknowledges after the local commit; the object store
+	// trails by the replication lag (about a second).
+	DurabilityAsync Durability = "async"
+	// DurabilitySync acknowledges only after the commit is in the object store.
+	DurabilitySync Durability = "sync"
+)
+
+// Tenant is a tenant's registry record, as the control plane stores it.
+type Tenant struct {
+	ID         string      `json:"id"`
+	Name       string      `json:"name,omitempty"`
+	State      TenantState `json:"state"`
+	Durability Durability  `json:"durability"`
+	// Node is the id of the node that owns the tenant at Epoch.
+	Node string `json:"node,omitempty"`
+	// Epoch grows by one with every change of owner. Replicas are written
+	// under tenants/{id}/litestream/{epoch}/, so a stale owner writes only
+	// where no reader looks.
+	Epoch uint64 `json:"epoch"`
+	// RestoreEpoch is the epoch whose replica a new owner restores from (the
+	// previous owner's); zero for a tenant that has never been written.
+	RestoreEpoch uint64     `json:"restore_epoch,omitempty"`
+	CreatedAt    time.Time  `json:"created_at"`
+	UpdatedAt    time.Time  `json:"updated_at"`
+	DeletedAt    *time.Time `json:"deleted_at,omitempty"`
+	PurgeAfter   *time.Time `json:"purge_after,omitempty"`
+	// Version is the Raft index of the last change to this record.
+	Version uint64 `json:"version"`
+}
+
+// Tenant id limits: a DNS label of 3 to 63 characters.
+const (
+	MinTenantIDLen = 3
+	MaxTenantIDLen = 63
+)
+
+var tenantIDPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+// reservedTenantIDs are hosts the platform uses or may use for itself.
+var reservedTenantIDs = map[string]bool{
+	"www": true, "api": true, "admin": true, "app": true,
+	"cp": true, "control-plane": true, "gateway": true, "node": true,
+	"internal": true, "system": true, "root": true, "platform": true,
+	"dashboard": true, "console": true, "auth": true, "login": true,
+	"sso": true, "status": true, "health": true, "metrics": true,
+	"mail": true, "smtp": true, "static": true, "assets": true, "cdn": true,
+	"docs": true, "help": true, "support": true, "billing": true,
+	"localhost": true, "pbe": true, "raft": true,
+}
+
+// ValidateTenantID reports whether id may name a tenant: a DNS label of
+// lowercase letters, digits and hyphens, 3 to 63 characters, not starting or
+// ending with a hyphen, not an IDNA ("xn--") label, and not reserved. It is
+// the gate every id passes before it reaches a path or an object key.
+func ValidateTenantID(id string) error {
+	if len(id) < MinTenantIDLen || len(id) > MaxTenantIDLen {
+		return Errorf(ErrInvalidTenantID, "tenant id %q must be %d to %d characters long", clip(id), MinTenantIDLen, MaxTenantIDLen)
+	}
+	if !tenantIDPattern.MatchString(id) {
+		return Errorf(ErrInvalidTenantID, "tenant id %q may contain only lowercase letters, digits and hyphens, and must start and end with a letter or digit", clip(id))
+	}
+	if len(id) >= 4 && id[2:4] == "--" {
+		return Errorf(ErrInvalidTenantID, "tenant id %q must not have hyphens in its third and fourth characters (reserved for IDNA names)", id)
+	}
+	if reservedTenantIDs[id] {
+		return Errorf(ErrReservedTenantID, "tenant id %q is reserved by the platform; choose another", id)
+	}
+	return nil
+}
+
+// clip shortens untrusted input before it is echoed in a message.
+func clip(s string) string {
+	const max = 70
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}
+
+// ValidateTenantIDSyntax checks only the shape of id (a DNS label that can
+// safely name a directory or an object key), not whether it is reserved. Use
+// it where existing ids are read back; use ValidateTenantID for new ones.
+func ValidateTenantIDSyntax(id string) error {
+	if len(id) < MinTenantIDLen || len(id) > MaxTenantIDLen || !tenantIDPattern.MatchString(id) {
+		return Errorf(ErrInvalidTenantID, "tenant id %q is not a valid DNS label of %d to %d lowercase letters, digits and hyphens", clip(id), MinTenantIDLen, MaxTenantIDLen)
+	}
+	return nil
+}

@@ -1,0 +1,267 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/mail"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/controlplane/store"
+)
+
+// Tenant admin password limits (PocketBase's superuser password rules;
+// bcrypt reads at most 72 bytes).
+const (
+	minPasswordLen = 8
+	maxPasswordLen = 71
+	maxNameLen     = 100
+)
+
+// tenantView is a tenant as the API shows it.
+type tenantView struct {
+	cluster.Tenant
+	URL string `json:"url"`
+}
+
+func (c *ControlPlane) view(t cluster.Tenant) tenantView {
+	return tenantView{Tenant: t, URL: c.tenantURL(t.ID)}
+}
+
+type adminRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+type createTenantRequest struct {
+	ID         string             `json:"id"`
+	Name       string             `json:"name"`
+	Durability cluster.Durability `json:"durability"`
+	Admin      *adminRequest      `json:"admin"`
+}
+
+func (req *createTenantRequest) validate() error {
+	if req.ID == "" {
+		return cluster.Errorf(cluster.ErrInvalidTenantID, "field \"id\" is required: a DNS label such as \"acme\"")
+	}
+	if err := cluster.ValidateTenantID(req.ID); err != nil {
+		return err
+	}
+	if err := validateName(req.Name); err != nil {
+		return err
+	}
+	switch req.Durability {
+	case "", cluster.DurabilityAsync, cluster.DurabilitySync:
+	default:
+		return cluster.Errorf(cluster.ErrInvalidInput, "field \"durability\" must be \"async\" or \"sync\"")
+	}
+	if req.Admin != nil {
+		return req.Admin.validate("admin.")
+	}
+	return nil
+}
+
+func validateName(name string) error {
+	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxNameLen {
+		return cluster.Errorf(cluster.ErrInvalidInput, "field \"name\" must be valid text of at most %d characters", maxNameLen)
+	}
+	return nil
+}
+
+// validate checks the admin's fields; field names in messages get prefix.
+func (a *adminRequest) validate(prefix string) error {
+	addr, err := mail.ParseAddress(a.Email)
+	if err != nil || addr.Address != a.Email || addr.Name != "" {
+		return cluster.Errorf(cluster.ErrInvalidInput, "field \"%semail\" must be a plain e-mail address such as admin@example.com", prefix)
+	}
+	if n := len(a.Password); n < minPasswordLen || n > maxPasswordLen {
+		return cluster.Errorf(cluster.ErrInvalidInput, "field \"%spassword\" must be %d to %d bytes long", prefix, minPasswordLen, maxPasswordLen)
+	}
+	return nil
+}
+
+func (c *ControlPlane) handleCreateTenant(w http.ResponseWriter, r *http.Request) {
+	var req createTenantRequest
+	if err := decodeJSON(w, r, c.cfg.MaxBodyBytes, &req); err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	if err := req.validate(); err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	t, err := c.CreateTenant(r.Context(), r.Header.Get(IdempotencyKeyHeader), req)
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/api/cp/tenants/"+t.ID)
+	writeJSON(w, http.StatusCreated, c.view(t))
+}
+
+// CreateTenant registers a validated tenant, assigns it to this node at
+// epoch 1 and, when asked, creates its first superuser. If the superuser
+// cannot be created the tenant is removed again: the caller sees one error
+// and nothing changed.
+func (c *ControlPlane) CreateTenant(ctx context.Context, requestID string, req createTenantRequest) (cluster.Tenant, error) {
+	durability := req.Durability
+	if durability == "" {
+		durability = cluster.DurabilityAsync
+	}
+	res, err := c.apply(ctx, store.CmdCreateTenant, requestID, store.CreateTenant{Tenant: cluster.Tenant{
+		ID: req.ID, Name: req.Name, Durability: durability, Node: c.cfg.NodeID, Epoch: 1,
+	}})
+	if err != nil {
+		return cluster.Tenant{}, err
+	}
+	t := res.(cluster.Tenant)
+	c.logger.Info("tenant created", "tenant", t.ID)
+	if req.Admin == nil || c.prov == nil {
+		return t, nil
+	}
+	if err := c.prov.CreateSuperuser(ctx, t.ID, req.Admin.Email, req.Admin.Password); err != nil {
+		c.undoCreate(t)
+		if _, ok := cluster.AsError(err); !ok {
+			c.logger.Error("create tenant admin", "tenant", t.ID, "error", err)
+			err = cluster.Errorf(cluster.ErrUnavailable, "tenant %s could not be started to create its admin; nothing was created, retry shortly", t.ID)
+		}
+		return cluster.Tenant{}, err
+	}
+	return t, nil
+}
+
+// undoCreate removes a tenant whose creation failed half-way.
+func (c *ControlPlane) undoCreate(t cluster.Tenant) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ApplyTimeout)
+	defer cancel()
+	_ = c.prov.Remove(ctx, t.ID)
+	res, err := c.apply(ctx, store.CmdDeleteTenant, "", store.DeleteTenant{ID: t.ID, PurgeAfter: time.Now().UTC()})
+	if err == nil {
+		err = c.purge(ctx, res.(cluster.Tenant))
+	}
+	if err != nil {
+		c.logger.Error("undo tenant create", "tenant", t.ID, "error", err)
+	}
+}
+
+func (c *ControlPlane) handleListTenants(w http.ResponseWriter, r *http.Request) {
+	var f store.TenantFilter
+	switch s := r.URL.Query().Get("state"); s {
+	case "", string(cluster.TenantActive):
+		f.State = cluster.TenantActive
+	case string(cluster.TenantDeleted):
+		f.State = cluster.TenantDeleted
+	case "all":
+	default:
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "query parameter \"state\" must be active, deleted or all"))
+		return
+	}
+	ts, err := c.store.Tenants(f)
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	items := make([]tenantView, 0, len(ts))
+	for _, t := range ts {
+		items = append(items, c.view(t))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items, "total": len(items)})
+}
+
+// pathTenant validates the {id} of a tenant route.
+func pathTenant(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if err := cluster.ValidateTenantIDSyntax(id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func (c *ControlPlane) handleGetTenant(w http.ResponseWriter, r *http.Request) {
+	id, err := pathTenant(r)
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	t, err := c.store.Tenant(id)
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c.view(t))
+}
+
+func (c *ControlPlane) handleDeleteTenant(w http.ResponseWriter, r *http.Request) {
+	id, err := pathTenant(r)
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	res, err := c.apply(r.Context(), store.CmdDeleteTenant, r.Header.Get(IdempotencyKeyHeader), store.DeleteTenant{
+		ID: id, PurgeAfter: time.Now().UTC().Add(c.cfg.DeleteGrace),
+	})
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	t := res.(cluster.Tenant)
+	c.logger.Info("tenant deleted", "tenant", id, "purge_after", t.PurgeAfter)
+	if c.prov != nil {
+		if err := c.prov.Remove(r.Context(), id); err != nil {
+			c.logger.Error("remove deleted tenant from node", "tenant", id, "error", err)
+		}
+	}
+	writeJSON(w, http.StatusOK, c.view(t))
+}
+
+func (c *ControlPlane) handleRestoreTenant(w http.ResponseWriter, r *http.Request) {
+	id, err := pathTenant(r)
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	res, err := c.apply(r.Context(), store.CmdRestoreTenant, r.Header.Get(IdempotencyKeyHeader), store.RestoreTenant{ID: id})
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	c.logger.Info("tenant restored", "tenant", id)
+	writeJSON(w, http.StatusOK, c.view(res.(cluster.Tenant)))
+}
+
+func (c *ControlPlane) handleCreateAdmin(w http.ResponseWriter, r *http.Request) {
+	id, err := pathTenant(r)
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	var req adminRequest
+	if err := decodeJSON(w, r, c.cfg.MaxBodyBytes, &req); err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	if err := req.validate(""); err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	t, err := c.store.Tenant(id)
+	if err == nil && t.State != cluster.TenantActive {
+		err = cluster.Errorf(cluster.ErrTenantNotFound, "tenant %s is deleted; restore it first", id)
+	}
+	if err == nil && c.prov == nil {
+		err = cluster.Errorf(cluster.ErrUnavailable, "no tenant node is attached to this control plane")
+	}
+	if err == nil {
+		err = c.prov.CreateSuperuser(r.Context(), id, req.Email, req.Password)
+	}
+	if err != nil {
+		if _, ok := cluster.AsError(err); !ok && !errors.Is(err, context.Canceled) {
+			c.logger.Error("create tenant admin", "tenant", id, "error", err)
+		}
+		cluster.WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"tenant": id, "email": req.Email})
+}

@@ -1,0 +1,359 @@
+// Package controlplane is pbe's control plane: the tenant registry and the
+// operator tokens, kept in Badger and replicated by Raft, served as the
+// platform API under /api/cp/.
+//
+// Invariants:
+//   - A write is acknowledged only after Raft committed and applied it; the
+//     command's own error (duplicate id, unknown tenant, stale version)
+//     reaches the caller as its HTTP status, never as a success.
+//   - Every write carries a request id (the client's Idempotency-Key, or a
+//     fresh one), so a retried write applies at most once.
+//   - A deleted tenant's object-store data is kept until its PurgeAfter;
+//     only then does the leader remove the data and, after that, the record.
+package controlplane
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/controlplane/raft"
+	"github.com/pbe/pbe/controlplane/store"
+	"github.com/pbe/pbe/storage"
+)
+
+// Config configures a control-plane node.
+type Config struct {
+	// NodeID names this control-plane node (and, in all-in-one, the tenant
+	// node new tenants are assigned to).
+	NodeID string
+	// Raft configures consensus; its NodeID and Dir default from this Config.
+	Raft raft.Config
+	// AdminToken, if set, is the initial operator token (PBE_ADMIN_TOKEN).
+	AdminToken string
+	// AdminTokenFile is where a generated initial token is written (0600).
+	AdminTokenFile string
+	// DeleteGrace is how long a deleted tenant's data is kept for restore.
+	DeleteGrace time.Duration
+	// PurgeInterval is how often the leader purges tenants past their grace.
+	PurgeInterval time.Duration
+	// ApplyTimeout bounds one write through Raft.
+	ApplyTimeout time.Duration
+	// MaxBodyBytes limits platform API request bodies.
+	MaxBodyBytes int64
+	// PublicURL is the tenant URL template ("{tenant}" is replaced) shown
+	// in API responses.
+	PublicURL string
+	// Logger receives the control plane's logs.
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultDeleteGrace   = 7 * 24 * time.Hour
+	DefaultPurgeInterval = time.Minute
+	DefaultApplyTimeout  = 10 * time.Second
+	DefaultMaxBodyBytes  = 1 << 20
+)
+
+// DefaultConfig returns single-node defaults.
+func DefaultConfig() Config {
+	return Config{
+		NodeID:        "local",
+		Raft:          raft.DefaultConfig(),
+		DeleteGrace:   DefaultDeleteGrace,
+		PurgeInterval: DefaultPurgeInterval,
+		ApplyTimeout:  DefaultApplyTimeout,
+		MaxBodyBytes:  DefaultMaxBodyBytes,
+		PublicURL:     "http://{tenant}.localhost:8090",
+		Logger:        slog.Default(),
+	}
+}
+
+// Validate names the first field that is wrong.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("control plane: NodeID is required")
+	case c.DeleteGrace < 0:
+		return errors.New("control plane: DeleteGrace must not be negative")
+	case c.PurgeInterval <= 0:
+		return errors.New("control plane: PurgeInterval must be positive")
+	case c.ApplyTimeout <= 0:
+		return errors.New("control plane: ApplyTimeout must be positive")
+	case c.MaxBodyBytes <= 0:
+		return errors.New("control plane: MaxBodyBytes must be positive")
+	case c.AdminToken != "" && len(c.AdminToken) < 16:
+		return errors.New("control plane: AdminToken must be at least 16 characters")
+	case c.Logger == nil:
+		return errors.New("control plane: Logger is required")
+	}
+	return nil
+}
+
+// Provisioner does the tenant-node side of registry changes. In all-in-one
+// mode it is the local tenant node.
+type Provisioner interface {
+	// CreateSuperuser creates a PocketBase superuser in the tenant; it is
+	// idempotent for the same e-mail and password.
+	CreateSuperuser(ctx context.Context, tenantID, email, password string) error
+	// Remove stops the tenant wherever it runs and deletes its local copy.
+	Remove(ctx context.Context, tenantID string) error
+}
+
+// ControlPlane is one control-plane node.
+type ControlPlane struct {
+	cfg     Config
+	store   *store.Store
+	objects storage.ObjectStore
+	raft    *raft.Node
+	prov    Provisioner
+	logger  *slog.Logger
+
+	generatedToken string
+
+	quit chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// New returns a control plane over st that purges deleted tenants' data
+// from objects. Call Start before use.
+func New(cfg Config, st *store.Store, objects storage.ObjectStore) (*ControlPlane, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Raft.NodeID == "" {
+		cfg.Raft.NodeID = cfg.NodeID
+	}
+	return &ControlPlane{
+		cfg:     cfg,
+		store:   st,
+		objects: objects,
+		logger:  cfg.Logger.With("component", "controlplane", "node", cfg.NodeID),
+		quit:    make(chan struct{}),
+	}, nil
+}
+
+// SetProvisioner sets the tenant-node side of registry changes. Call it
+// before Start.
+func (c *ControlPlane) SetProvisioner(p Provisioner) { c.prov = p }
+
+// Start starts Raft, waits for a leader (bounded by ctx), makes sure an
+// operator token exists, and starts the purger.
+func (c *ControlPlane) Start(ctx context.Context) error {
+	node, err := raft.New(c.cfg.Raft, c.store, c.logger)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	c.raft = node
+	if err := node.WaitForLeader(ctx); err != nil {
+		return fmt.Errorf("wait for raft leader: %w", err)
+	}
+	if node.IsLeader() {
+		if err := c.ensureOperatorToken(ctx); err != nil {
+			return err
+		}
+	}
+	c.wg.Add(1)
+	go c.purger()
+	return nil
+}
+
+// Stop stops the purger and Raft. Idempotent.
+func (c *ControlPlane) Stop(ctx context.Context) error {
+	var err error
+	c.once.Do(func() {
+		close(c.quit)
+		c.wg.Wait()
+		if c.raft != nil {
+			err = c.raft.Stop()
+		}
+	})
+	return err
+}
+
+// GeneratedToken returns the operator token this start created and wrote to
+// AdminTokenFile, or "" when none was created.
+func (c *ControlPlane) GeneratedToken() string { return c.generatedToken }
+
+// Ready reports whether this node knows a leader.
+func (c *ControlPlane) Ready(ctx context.Context) error {
+	if c.raft == nil {
+		return errors.New("raft not started")
+	}
+	if id, _ := c.raft.Leader(); id == "" {
+		return errors.New("no raft leader")
+	}
+	return nil
+}
+
+// ensureOperatorToken creates the initial operator token when there is none.
+func (c *ControlPlane) ensureOperatorToken(ctx context.Context) error {
+	toks, err := c.store.Tokens()
+	if err != nil {
+		return err
+	}
+	if len(toks) > 0 {
+		return nil
+	}
+	secret, generated := c.cfg.AdminToken, false
+	if secret == "" {
+		secret, generated = cluster.NewTokenSecret(), true
+	}
+	hash := cluster.HashToken(secret)
+	tok := cluster.Token{ID: cluster.TokenID(hash), Name: "initial", Hash: hash}
+	if _, err := c.apply(ctx, store.CmdCreateToken, "initial-operator-token", store.CreateToken{Token: tok}); err != nil {
+		return fmt.Errorf("create initial operator token: %w", err)
+	}
+	if generated {
+		if err := writeSecretFile(c.cfg.AdminTokenFile, secret); err != nil {
+			return err
+		}
+		c.generatedToken = secret
+	}
+	c.logger.Info("initial operator token created", "token_id", tok.ID)
+	return nil
+}
+
+// writeSecretFile writes a secret with mode 0600: temp, fsync, rename.
+func writeSecretFile(path, secret string) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// apply proposes a command through Raft and returns its result.
+func (c *ControlPlane) apply(ctx context.Context, typ, requestID string, payload any) (any, error) {
+	if requestID == "" {
+		requestID = newRequestID()
+	}
+	cmd, err := store.EncodeCommand(typ, requestID, time.Now().UTC(), payload)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ApplyTimeout)
+	defer cancel()
+	return c.raft.Apply(ctx, cmd)
+}
+
+func newRequestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Tenant returns the registry record of tenant id from this node's store.
+func (c *ControlPlane) Tenant(ctx context.Context, id string) (cluster.Tenant, error) {
+	if err := cluster.ValidateTenantIDSyntax(id); err != nil {
+		return cluster.Tenant{}, err
+	}
+	return c.store.Tenant(id)
+}
+
+// AdvanceEpoch makes node the owner of t at a new epoch whose replica
+// starts empty, restoring from t.Epoch. It fails with ErrStaleVersion if t
+// changed since it was read.
+func (c *ControlPlane) AdvanceEpoch(ctx context.Context, t cluster.Tenant, node string) (cluster.Tenant, error) {
+	epoch, from := t.Epoch+1, t.Epoch
+	res, err := c.apply(ctx, store.CmdUpdateTenant, "", store.UpdateTenant{
+		ID: t.ID, ExpectedVersion: t.Version, Node: &node, Epoch: &epoch, RestoreEpoch: &from,
+	})
+	if err != nil {
+		return cluster.Tenant{}, err
+	}
+	nt, ok := res.(cluster.Tenant)
+	if !ok {
+		return cluster.Tenant{}, fmt.Errorf("advance epoch: unexpected result %T", res)
+	}
+	c.logger.Info("tenant epoch advanced", "tenant", t.ID, "epoch", nt.Epoch, "restore_epoch", nt.RestoreEpoch, "owner", node)
+	return nt, nil
+}
+
+// tenantURL is the public URL of tenant id.
+func (c *ControlPlane) tenantURL(id string) string {
+	return strings.ReplaceAll(c.cfg.PublicURL, "{tenant}", id)
+}
+
+// purger removes, on the leader, the data and then the record of tenants
+// whose grace period is over.
+func (c *ControlPlane) purger() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.PurgeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-t.C:
+			if c.raft.IsLeader() {
+				c.purgeExpired(context.Background())
+			}
+		}
+	}
+}
+
+func (c *ControlPlane) purgeExpired(ctx context.Context) {
+	deleted, err := c.store.Tenants(store.TenantFilter{State: cluster.TenantDeleted})
+	if err != nil {
+		c.logger.Error("purge: list deleted tenants", "error", err)
+		return
+	}
+	now := time.Now()
+	for _, t := range deleted {
+		if t.PurgeAfter == nil || t.PurgeAfter.After(now) {
+			continue
+		}
+		if err := c.purge(ctx, t); err != nil {
+			c.logger.Error("purge tenant", "tenant", t.ID, "error", err)
+		}
+	}
+}
+
+// purge deletes a deleted tenant's object-store data, then its record.
+func (c *ControlPlane) purge(ctx context.Context, t cluster.Tenant) error {
+	id := t.ID
+	prefix, err := storage.TenantPrefix(id)
+	if err != nil {
+		return err
+	}
+	if c.objects != nil {
+		if err := c.objects.DeletePrefix(ctx, prefix); err != nil {
+			return fmt.Errorf("delete objects: %w", err)
+		}
+	}
+	if _, err := c.apply(ctx, store.CmdPurgeTenant, fmt.Sprintf("purge-%s-%d", id, t.Version), store.PurgeTenant{ID: id}); err != nil {
+		return err
+	}
+	c.logger.Info("tenant purged", "tenant", id)
+	return nil
+}

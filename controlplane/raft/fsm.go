@@ -1,0 +1,257 @@
+package raft
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/pbe/pbe/cluster"
+)
+
+// ErrSnapshotCorrupt is wrapped by the error of a restore that refused a
+// snapshot whose frame or checksum is wrong. The state is left unchanged.
+var ErrSnapshotCorrupt = errors.New("snapshot is corrupt")
+
+// ErrClusterMismatch is wrapped by the error of a restore that refused a
+// snapshot from another cluster. The state is left unchanged.
+var ErrClusterMismatch = errors.New("snapshot belongs to another cluster")
+
+// Snapshot frame: magic, cluster id (2-byte big-endian length, then the
+// bytes), the state machine's stream, then a trailer of the stream's length
+// (8 bytes big-endian) and the SHA-256 of everything before the trailer.
+// raft's file store keeps its own CRC of the file, but a snapshot installed
+// from the leader is written locally as received, so only this checksum
+// covers it end to end.
+var snapshotMagic = []byte("PBESNAP1")
+
+const (
+	snapshotTrailerLen = 8 + sha256.Size
+	maxClusterIDLen    = 64
+	// restoreTempPattern names the temporary copies Restore verifies before
+	// loading; New removes any a crash left behind.
+	restoreTempPattern = "snapshot-restore-*.tmp"
+)
+
+// applyResponse is the response of every applied LogCommand entry.
+type applyResponse struct {
+	Value any
+	Err   error
+}
+
+// fsm adapts a StateMachine to raft.FSM, frames snapshots with a checksum
+// and a cluster id, and applies the cluster-id entries of this package.
+type fsm struct {
+	sm     StateMachine
+	dir    string
+	logger *slog.Logger
+
+	mu         sync.Mutex
+	clusterID  string
+	restoreErr error // the last Restore's error, for New's message
+}
+
+func newFSM(sm StateMachine, dir, clusterID string, logger *slog.Logger) *fsm {
+	return &fsm{sm: sm, dir: dir, clusterID: clusterID, logger: logger}
+}
+
+// Apply applies a committed LogCommand entry. The state machine's own
+// errors are returned in the response; an error the state machine calls
+// fatal stops the process (DESIGN.md invariant 2: a command that cannot be
+// applied stops the node rather than being skipped).
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	if bytes.Equal(l.Extensions, clusterIDExtension) {
+		return f.applyClusterID(l.Index, string(l.Data))
+	}
+	value, err := f.sm.Apply(l.Index, l.Data)
+	if err != nil && f.sm.IsFatal(err) {
+		f.fatal(l.Index, err)
+	}
+	if cerr, ok := cluster.AsError(err); ok {
+		f.logger.Debug("command rejected", logKeyIndex, l.Index, "code", cerr.Code, logKeyErr, err)
+	}
+	return applyResponse{Value: value, Err: err}
+}
+
+// fatal logs and panics: the node must not go on past an entry it could not
+// apply. Restarting replays the entry; an operator must fix the cause.
+func (f *fsm) fatal(index uint64, err error) {
+	f.logger.Error("cannot apply committed log entry; stopping the node", logKeyIndex, index, logKeyErr, err)
+	panic(fmt.Sprintf("raft: cannot apply committed log entry %d: %v", index, err))
+}
+
+// ClusterID returns the adopted cluster id, "" until one is known.
+func (f *fsm) ClusterID() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.clusterID
+}
+
+func (f *fsm) lastRestoreErr() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.restoreErr
+}
+
+// Snapshot captures the state machine's snapshot and the cluster id; it
+// does no I/O.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	snap, err := f.sm.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot state machine: %w", err)
+	}
+	return &fsmSnapshot{snap: snap, clusterID: f.ClusterID()}, nil
+}
+
+type fsmSnapshot struct {
+	snap      Snapshot
+	clusterID string
+}
+
+// Persist writes the framed snapshot to sink and closes it, or cancels it
+// on error.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.write(sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) write(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	sum := sha256.New()
+	header := append(bytes.Clone(snapshotMagic), byte(len(s.clusterID)>>8), byte(len(s.clusterID)))
+	header = append(header, s.clusterID...)
+	body := &countingWriter{w: io.MultiWriter(bw, sum)}
+	if _, err := body.Write(header); err != nil {
+		return err
+	}
+	if err := s.snap.Persist(body); err != nil {
+		return err
+	}
+	trailer := binary.BigEndian.AppendUint64(nil, uint64(body.n-int64(len(header))))
+	if _, err := bw.Write(sum.Sum(trailer)); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func (s *fsmSnapshot) Release() { s.snap.Release() }
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Restore copies the snapshot to a temporary file, verifies its frame,
+// checksum and cluster id, and only then has the state machine replace its
+// state. A snapshot that fails a check is refused and the state is kept.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	err := f.restore(rc)
+	f.mu.Lock()
+	f.restoreErr = err
+	f.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	return nil
+}
+
+func (f *fsm) restore(r io.Reader) error {
+	tmp, err := os.CreateTemp(f.dir, restoreTempPattern)
+	if err != nil {
+		return fmt.Errorf("create temporary copy: %w", err)
+	}
+	defer func() {
+		_ = tmp.Close()
+		_ = os.Remove(tmp.Name())
+	}()
+	size, err := io.Copy(tmp, r)
+	if err != nil {
+		return fmt.Errorf("copy snapshot: %w", err)
+	}
+	payload, clusterID, err := verifyFrame(tmp, size)
+	if err != nil {
+		return err
+	}
+	if err := f.checkClusterID(clusterID); err != nil {
+		return err
+	}
+	if err := f.sm.Restore(bufio.NewReaderSize(payload, 64<<10)); err != nil {
+		return fmt.Errorf("restore state machine: %w", err)
+	}
+	if clusterID != "" {
+		f.adoptClusterID(clusterID)
+	}
+	return nil
+}
+
+// verifyFrame checks the frame of the size-byte snapshot in file and returns
+// the state machine's stream and the cluster id it carries.
+func verifyFrame(file *os.File, size int64) (*io.SectionReader, string, error) {
+	minSize := int64(len(snapshotMagic) + 2 + snapshotTrailerLen)
+	if size < minSize {
+		return nil, "", fmt.Errorf("%w: %d bytes, shorter than an empty snapshot (%d); refusing it, state unchanged", ErrSnapshotCorrupt, size, minSize)
+	}
+	bodyLen := size - snapshotTrailerLen
+	trailer := make([]byte, snapshotTrailerLen)
+	if _, err := file.ReadAt(trailer, bodyLen); err != nil {
+		return nil, "", fmt.Errorf("read snapshot trailer: %w", err)
+	}
+	sum := sha256.New()
+	if _, err := io.Copy(sum, io.NewSectionReader(file, 0, bodyLen)); err != nil {
+		return nil, "", fmt.Errorf("checksum snapshot: %w", err)
+	}
+	if !bytes.Equal(sum.Sum(nil), trailer[8:]) {
+		return nil, "", fmt.Errorf("%w: SHA-256 checksum mismatch; refusing it, state unchanged", ErrSnapshotCorrupt)
+	}
+	head := make([]byte, len(snapshotMagic)+2)
+	if _, err := file.ReadAt(head, 0); err != nil {
+		return nil, "", fmt.Errorf("read snapshot header: %w", err)
+	}
+	idLen := int64(head[len(snapshotMagic)])<<8 | int64(head[len(snapshotMagic)+1])
+	headerLen := int64(len(head)) + idLen
+	payloadLen := int64(binary.BigEndian.Uint64(trailer[:8]))
+	if !bytes.Equal(head[:len(snapshotMagic)], snapshotMagic) || idLen > maxClusterIDLen || headerLen+payloadLen != bodyLen {
+		return nil, "", fmt.Errorf("%w: bad frame; refusing it, state unchanged", ErrSnapshotCorrupt)
+	}
+	id := make([]byte, idLen)
+	if _, err := file.ReadAt(id, int64(len(head))); err != nil {
+		return nil, "", fmt.Errorf("read snapshot header: %w", err)
+	}
+	return io.NewSectionReader(file, headerLen, payloadLen), string(id), nil
+}
+
+// removeRestoreTemps deletes temporary snapshot copies left by a crash.
+func removeRestoreTemps(dir string) error {
+	names, err := filepath.Glob(filepath.Join(dir, restoreTempPattern))
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := os.Remove(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}

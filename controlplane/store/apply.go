@@ -1,0 +1,281 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/pbe/pbe/cluster"
+)
+
+// Request-id records.
+const (
+	// RequestTTL is how long a request id's result is kept, measured in
+	// Command.Time: a retry later than this is applied as a new command.
+	RequestTTL = 24 * time.Hour
+	// pruneBatch bounds how many expired records one Apply deletes, so no
+	// single entry does unbounded work; the backlog drains over later applies.
+	pruneBatch = 16
+)
+
+// applyCtx is what a handler sees: the transaction of this entry, the
+// decoded envelope, the Raft index and the command's time (in UTC).
+type applyCtx struct {
+	txn   *badger.Txn
+	cmd   *Command
+	index uint64
+	now   time.Time
+}
+
+// handler applies one command type. It returns the command's result, or its
+// own error, or a fatal error (storage failure, undecodable payload). It must
+// not write to the transaction before it knows it returns no command error:
+// a rejected command changes nothing.
+type handler struct {
+	apply func(a *applyCtx) (any, *cluster.Error, error)
+	// result decodes a recorded result of this command type.
+	result func(raw json.RawMessage) (any, error)
+}
+
+// handlers maps each command type at CommandVersion to its handler.
+var handlers = map[string]handler{
+	CmdCreateTenant:  {applyCreateTenant, resultAs[cluster.Tenant]},
+	CmdDeleteTenant:  {applyDeleteTenant, resultAs[cluster.Tenant]},
+	CmdRestoreTenant: {applyRestoreTenant, resultAs[cluster.Tenant]},
+	CmdPurgeTenant:   {applyPurgeTenant, resultAs[cluster.Tenant]},
+	CmdUpdateTenant:  {applyUpdateTenant, resultAs[cluster.Tenant]},
+	CmdCreateToken:   {applyCreateToken, resultAs[cluster.Token]},
+	CmdRevokeToken:   {applyRevokeToken, resultAs[cluster.Token]},
+}
+
+func resultAs[T any](raw json.RawMessage) (any, error) {
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// outcome is a command's result as recorded for its request id. Value is
+// the JSON of the result; Err is the command's own error. Apply returns the
+// value decoded from Value on first apply as on a retry, so both return the
+// same thing.
+type outcome struct {
+	Type  string          `json:"type"`
+	Time  time.Time       `json:"time"`
+	Value json.RawMessage `json:"value,omitempty"`
+	Err   *cluster.Error  `json:"err,omitempty"`
+}
+
+// result returns the outcome as Apply's return values.
+func (o outcome) result() (any, error) {
+	if o.Err != nil {
+		return nil, o.Err
+	}
+	if o.Value == nil {
+		return nil, nil
+	}
+	v, err := handlers[o.Type].result(o.Value)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s result: %w", o.Type, err)
+	}
+	return v, nil
+}
+
+// Apply applies the committed entry data at Raft index index and returns the
+// command's result (a cluster.Tenant or cluster.Token value) or its own error
+// (a *cluster.Error). The command and the new applied index are written in
+// one transaction; a command error is recorded as applied and changes
+// nothing else.
+//
+// An entry with index <= AppliedIndex is skipped: Apply returns the result
+// recorded for its request id, if any, else nil, nil. An undecodable entry or
+// an unknown type or version returns an error wrapping ErrUnknownCommand, and
+// a storage failure an error too: for both IsFatal is true and the caller
+// must stop the node. Apply is deterministic and must be called by one
+// goroutine at a time, in index order.
+func (s *Store) Apply(index uint64, data []byte) (any, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.stateMu.RLock()
+	defer s.stateMu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if s.broken != nil {
+		return nil, fmt.Errorf("apply index %d: store state is incomplete after a failed restore: %w", index, s.broken)
+	}
+	if index <= s.applied.Load() {
+		return s.replayed(data)
+	}
+	cmd, err := DecodeCommand(data)
+	if err != nil {
+		return nil, fmt.Errorf("apply index %d: %w", index, err)
+	}
+	var out outcome
+	err = s.db.Update(func(txn *badger.Txn) error {
+		var err error
+		out, err = applyTxn(&applyCtx{txn: txn, cmd: &cmd, index: index, now: cmd.Time.UTC()})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply %s at index %d: %w", cmd.Type, index, err)
+	}
+	s.applied.Store(index)
+	return out.result()
+}
+
+// replayed answers an entry at or below the applied index: it was applied
+// before, so nothing changes.
+func (s *Store) replayed(data []byte) (any, error) {
+	cmd, err := DecodeCommand(data)
+	if err != nil || cmd.RequestID == "" {
+		return nil, nil
+	}
+	var out outcome
+	var found bool
+	err = s.db.View(func(txn *badger.Txn) error {
+		var err error
+		found, err = getJSON(txn, requestKey(cmd.RequestID), &out)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read request %q: %w", cmd.RequestID, err)
+	}
+	if !found || out.Type != cmd.Type {
+		return nil, nil
+	}
+	return out.result()
+}
+
+// applyTxn applies a decoded command in its transaction and returns its
+// outcome; the error is fatal.
+func applyTxn(a *applyCtx) (outcome, error) {
+	rid := a.cmd.RequestID
+	out, seen, err := recordedOutcome(a)
+	if err != nil {
+		return out, err
+	}
+	if seen {
+		return out, finishTxn(a)
+	}
+	out = outcome{Type: a.cmd.Type, Time: a.now}
+	value, cerr, err := runHandler(a)
+	switch {
+	case err != nil:
+		return out, err
+	case cerr != nil:
+		out.Err = cerr
+	default:
+		if out.Value, err = json.Marshal(value); err != nil {
+			return out, fmt.Errorf("encode result: %w", err)
+		}
+	}
+	if rid != "" {
+		if err := recordOutcome(a.txn, rid, out); err != nil {
+			return out, err
+		}
+	}
+	return out, finishTxn(a)
+}
+
+// runHandler checks the envelope's own fields and runs the type's handler.
+func runHandler(a *applyCtx) (any, *cluster.Error, error) {
+	if len(a.cmd.RequestID) > MaxRequestIDLen {
+		return nil, cluster.Errorf(cluster.ErrInvalidInput, "request id is %d bytes, at most %d allowed", len(a.cmd.RequestID), MaxRequestIDLen), nil
+	}
+	if a.cmd.Time.IsZero() {
+		return nil, cluster.Errorf(cluster.ErrInvalidInput, "%s command has no time", a.cmd.Type), nil
+	}
+	return handlers[a.cmd.Type].apply(a)
+}
+
+// recordedOutcome returns the outcome recorded for the command's request id,
+// and whether there is one. A request id reused by another command type is
+// the new command's error, not the old one's result.
+func recordedOutcome(a *applyCtx) (outcome, bool, error) {
+	var out outcome
+	rid := a.cmd.RequestID
+	if rid == "" || len(rid) > MaxRequestIDLen {
+		return out, false, nil
+	}
+	found, err := getJSON(a.txn, requestKey(rid), &out)
+	if err != nil || !found {
+		return out, false, err
+	}
+	if out.Type != a.cmd.Type {
+		cerr := cluster.Errorf(cluster.ErrInvalidInput, "request id %q was already used for a %s command", rid, out.Type)
+		return outcome{Type: a.cmd.Type, Time: a.now, Err: cerr}, true, nil
+	}
+	return out, true, nil
+}
+
+// finishTxn prunes expired request records and records the applied index:
+// the last writes of every applied entry.
+func finishTxn(a *applyCtx) error {
+	if err := pruneRequests(a.txn, a.now); err != nil {
+		return fmt.Errorf("prune request records: %w", err)
+	}
+	return writeApplied(a.txn, a.index)
+}
+
+// recordOutcome stores out under rid and in the time-ordered index.
+func recordOutcome(txn *badger.Txn, rid string, out outcome) error {
+	if err := setJSON(txn, requestKey(rid), out); err != nil {
+		return err
+	}
+	return txn.Set(requestTimeKey(out.Time, rid), nil)
+}
+
+// pruneRequests deletes up to pruneBatch request records whose time is more
+// than RequestTTL before now. Keys sort by time, so it reads only expired
+// entries and one more.
+func pruneRequests(txn *badger.Txn, now time.Time) error {
+	if now.IsZero() {
+		return nil
+	}
+	cutoff := now.Add(-RequestTTL)
+	var expired [][]byte
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRequestTime})
+	for it.Rewind(); it.Valid() && len(expired) < pruneBatch; it.Next() {
+		key := it.Item().KeyCopy(nil)
+		t, _ := parseRequestTimeKey(key)
+		if !t.Before(cutoff) {
+			break
+		}
+		expired = append(expired, key)
+	}
+	it.Close()
+	for _, key := range expired {
+		_, rid := parseRequestTimeKey(key)
+		if err := txn.Delete(key); err != nil {
+			return err
+		}
+		if err := txn.Delete(requestKey(rid)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// requestTimeKey orders records by time: prefix, seconds since the Unix
+// epoch (sign bit flipped so negatives sort first), nanoseconds, request id.
+func requestTimeKey(t time.Time, rid string) []byte {
+	k := append([]byte(nil), prefixRequestTime...)
+	k = binary.BigEndian.AppendUint64(k, uint64(t.Unix())^(1<<63))
+	k = binary.BigEndian.AppendUint32(k, uint32(t.Nanosecond()))
+	return append(k, rid...)
+}
+
+func parseRequestTimeKey(k []byte) (time.Time, string) {
+	k = k[len(prefixRequestTime):]
+	if len(k) < 12 {
+		return time.Time{}, ""
+	}
+	sec := int64(binary.BigEndian.Uint64(k[:8]) ^ (1 << 63))
+	nsec := int64(binary.BigEndian.Uint32(k[8:12]))
+	return time.Unix(sec, nsec).UTC(), string(k[12:])
+}

@@ -1,0 +1,223 @@
+package store
+
+import (
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/pbe/pbe/cluster"
+)
+
+// MaxNameLen bounds the display name of a tenant or a token, in bytes.
+const MaxNameLen = 200
+
+// applyCreateTenant stores a new active tenant. The id must not be taken by
+// any tenant, live or deleted (a deleted tenant holds its id until purged).
+func applyCreateTenant(a *applyCtx) (any, *cluster.Error, error) {
+	p, err := decodePayload[CreateTenant](a.cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	t := p.Tenant
+	if cerr := checkNewTenant(&t); cerr != nil {
+		return nil, cerr, nil
+	}
+	old, found, err := getTenant(a.txn, t.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if found {
+		return nil, tenantExists(old), nil
+	}
+	t.State = cluster.TenantActive
+	t.CreatedAt, t.UpdatedAt = a.now, a.now
+	t.DeletedAt, t.PurgeAfter = nil, nil
+	t.Version = a.index
+	return t, nil, putTenant(a.txn, t)
+}
+
+// applyDeleteTenant marks a live tenant deleted until PurgeAfter.
+func applyDeleteTenant(a *applyCtx) (any, *cluster.Error, error) {
+	p, err := decodePayload[DeleteTenant](a.cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.PurgeAfter.IsZero() {
+		return nil, cluster.Errorf(cluster.ErrInvalidInput, "delete tenant %q: purge_after is required", p.ID), nil
+	}
+	t, cerr, err := liveTenant(a.txn, p.ID)
+	if cerr != nil || err != nil {
+		return nil, cerr, err
+	}
+	now, purge := a.now, p.PurgeAfter.UTC()
+	t.State = cluster.TenantDeleted
+	t.DeletedAt, t.PurgeAfter = &now, &purge
+	t.UpdatedAt, t.Version = a.now, a.index
+	return t, nil, putTenant(a.txn, t)
+}
+
+// applyRestoreTenant makes a deleted tenant active again.
+func applyRestoreTenant(a *applyCtx) (any, *cluster.Error, error) {
+	p, err := decodePayload[RestoreTenant](a.cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, cerr, err := deletedTenant(a.txn, p.ID, "restore")
+	if cerr != nil || err != nil {
+		return nil, cerr, err
+	}
+	t.State = cluster.TenantActive
+	t.DeletedAt, t.PurgeAfter = nil, nil
+	t.UpdatedAt, t.Version = a.now, a.index
+	return t, nil, putTenant(a.txn, t)
+}
+
+// applyPurgeTenant removes a deleted tenant's record and returns the record
+// as it was. A live tenant is never purged.
+func applyPurgeTenant(a *applyCtx) (any, *cluster.Error, error) {
+	p, err := decodePayload[PurgeTenant](a.cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, cerr, err := deletedTenant(a.txn, p.ID, "purge")
+	if cerr != nil || err != nil {
+		return nil, cerr, err
+	}
+	return t, nil, a.txn.Delete(tenantKey(t.ID))
+}
+
+// applyUpdateTenant changes the given fields of a live tenant.
+func applyUpdateTenant(a *applyCtx) (any, *cluster.Error, error) {
+	p, err := decodePayload[UpdateTenant](a.cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, cerr, err := liveTenant(a.txn, p.ID)
+	if cerr != nil || err != nil {
+		return nil, cerr, err
+	}
+	if cerr := checkUpdate(&p, &t); cerr != nil {
+		return nil, cerr, nil
+	}
+	if p.Name != nil {
+		t.Name = *p.Name
+	}
+	if p.Node != nil {
+		t.Node = *p.Node
+	}
+	if p.Epoch != nil {
+		t.Epoch = *p.Epoch
+	}
+	if p.RestoreEpoch != nil {
+		t.RestoreEpoch = *p.RestoreEpoch
+	}
+	if p.Durability != nil {
+		t.Durability = *p.Durability
+	}
+	t.UpdatedAt, t.Version = a.now, a.index
+	return t, nil, putTenant(a.txn, t)
+}
+
+// checkUpdate validates an update against the tenant's current record.
+func checkUpdate(p *UpdateTenant, t *cluster.Tenant) *cluster.Error {
+	if p.Name == nil && p.Node == nil && p.Epoch == nil && p.RestoreEpoch == nil && p.Durability == nil {
+		return cluster.Errorf(cluster.ErrInvalidInput, "update tenant %q: no field to change", p.ID)
+	}
+	if p.ExpectedVersion != 0 && p.ExpectedVersion != t.Version {
+		return cluster.Errorf(cluster.ErrStaleVersion, "tenant %q is at version %d, not %d; re-read it and retry", t.ID, t.Version, p.ExpectedVersion)
+	}
+	if p.Epoch != nil && *p.Epoch <= t.Epoch {
+		return cluster.Errorf(cluster.ErrStaleVersion, "tenant %q is at epoch %d; a new epoch must be greater, got %d", t.ID, t.Epoch, *p.Epoch)
+	}
+	if p.Name != nil && len(*p.Name) > MaxNameLen {
+		return cluster.Errorf(cluster.ErrInvalidInput, "tenant name is %d bytes, at most %d allowed", len(*p.Name), MaxNameLen)
+	}
+	if p.Durability != nil {
+		if _, cerr := checkDurability(*p.Durability); cerr != nil {
+			return cerr
+		}
+	}
+	return nil
+}
+
+// checkNewTenant validates a tenant to create and fills in its default
+// durability.
+func checkNewTenant(t *cluster.Tenant) *cluster.Error {
+	if err := cluster.ValidateTenantID(t.ID); err != nil {
+		if cerr, ok := cluster.AsError(err); ok {
+			return cerr
+		}
+		return cluster.Errorf(cluster.ErrInvalidTenantID, "%v", err)
+	}
+	if len(t.Name) > MaxNameLen {
+		return cluster.Errorf(cluster.ErrInvalidInput, "tenant name is %d bytes, at most %d allowed", len(t.Name), MaxNameLen)
+	}
+	d, cerr := checkDurability(t.Durability)
+	t.Durability = d
+	return cerr
+}
+
+// checkDurability returns d, or async for "", or an error for an unknown
+// mode.
+func checkDurability(d cluster.Durability) (cluster.Durability, *cluster.Error) {
+	switch d {
+	case "":
+		return cluster.DurabilityAsync, nil
+	case cluster.DurabilityAsync, cluster.DurabilitySync:
+		return d, nil
+	}
+	return d, cluster.Errorf(cluster.ErrInvalidInput, "unknown durability %q (want %q or %q)", d, cluster.DurabilityAsync, cluster.DurabilitySync)
+}
+
+// tenantExists is the error for creating a tenant whose id is taken.
+func tenantExists(old cluster.Tenant) *cluster.Error {
+	if old.State == cluster.TenantDeleted && old.PurgeAfter != nil {
+		return cluster.Errorf(cluster.ErrTenantExists, "tenant %q was deleted and its id is held until %s; restore it, or purge it first",
+			old.ID, old.PurgeAfter.UTC().Format(time.RFC3339))
+	}
+	if old.State == cluster.TenantDeleted {
+		return cluster.Errorf(cluster.ErrTenantExists, "tenant %q was deleted and its id is held until it is purged", old.ID)
+	}
+	return cluster.Errorf(cluster.ErrTenantExists, "tenant %q already exists", old.ID)
+}
+
+// liveTenant returns the live tenant id; unknown or deleted is
+// ErrTenantNotFound.
+func liveTenant(txn *badger.Txn, id string) (cluster.Tenant, *cluster.Error, error) {
+	t, found, err := getTenant(txn, id)
+	switch {
+	case err != nil:
+		return t, nil, err
+	case !found:
+		return t, cluster.Errorf(cluster.ErrTenantNotFound, "tenant %q not found", id), nil
+	case t.State == cluster.TenantDeleted:
+		return t, cluster.Errorf(cluster.ErrTenantNotFound, "tenant %q is deleted", id), nil
+	}
+	return t, nil, nil
+}
+
+// deletedTenant returns the deleted tenant id; unknown is
+// ErrTenantNotFound, live is ErrTenantNotDeleted. op names the operation
+// for the message.
+func deletedTenant(txn *badger.Txn, id, op string) (cluster.Tenant, *cluster.Error, error) {
+	t, found, err := getTenant(txn, id)
+	switch {
+	case err != nil:
+		return t, nil, err
+	case !found:
+		return t, cluster.Errorf(cluster.ErrTenantNotFound, "tenant %q not found", id), nil
+	case t.State != cluster.TenantDeleted:
+		return t, cluster.Errorf(cluster.ErrTenantNotDeleted, "cannot %s tenant %q: it is not deleted", op, id), nil
+	}
+	return t, nil, nil
+}
+
+func getTenant(txn *badger.Txn, id string) (cluster.Tenant, bool, error) {
+	var t cluster.Tenant
+	found, err := getJSON(txn, tenantKey(id), &t)
+	return t, found, err
+}
+
+func putTenant(txn *badger.Txn, t cluster.Tenant) error {
+	return setJSON(txn, tenantKey(t.ID), t)
+}

@@ -1,0 +1,165 @@
+// Package gateway is the platform's front door: it resolves the tenant of
+// every request from its Host ({tenant}.{domain}) or, where the operator
+// allows it, an X-Tenant-ID header, strips the headers the platform uses
+// internally, enforces the body limit, and hands the request to the tenant
+// (in-process in all-in-one mode) or to the platform API on the base domain.
+//
+// Invariant: a request reaches a tenant only under an id that passed
+// cluster.ValidateTenantIDSyntax; nothing else in the Host is trusted.
+package gateway
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/pbe/pbe/cluster"
+)
+
+// TenantHeader names a tenant on the base domain where the operator allows it.
+const TenantHeader = "X-Tenant-ID"
+
+// InternalHeaderPrefix starts every header the platform sets for its own
+// hops; the gateway removes them from client requests.
+const InternalHeaderPrefix = "X-Pbe-"
+
+// Tenants serves requests to tenants.
+type Tenants interface {
+	// ServeTenant serves r as a request to tenant id.
+	ServeTenant(w http.ResponseWriter, r *http.Request, id string)
+}
+
+// Config configures a gateway.
+type Config struct {
+	// Domain is the base domain: tenants live at {id}.{Domain}; the platform
+	// API and dashboard at Domain itself.
+	Domain string
+	// AllowTenantHeader lets X-Tenant-ID on the base domain select a tenant.
+	AllowTenantHeader bool
+	// MaxBodyBytes limits request bodies (0: no limit from the gateway).
+	MaxBodyBytes int64
+	// Logger receives the gateway's logs.
+	Logger *slog.Logger
+}
+
+// DefaultMaxBodyBytes is PocketBase's own default body limit.
+const DefaultMaxBodyBytes = 32 << 20
+
+// DefaultConfig returns the all-in-one defaults.
+func DefaultConfig() Config {
+	return Config{Domain: "localhost", AllowTenantHeader: true, MaxBodyBytes: DefaultMaxBodyBytes, Logger: slog.Default()}
+}
+
+// Validate names the first field that is wrong.
+func (c Config) Validate() error {
+	switch {
+	case c.Domain == "" || strings.ContainsAny(c.Domain, "/: ") || strings.HasPrefix(c.Domain, "."):
+		return errors.New("gateway: Domain must be a host name such as example.com")
+	case c.MaxBodyBytes < 0:
+		return errors.New("gateway: MaxBodyBytes must not be negative")
+	case c.Logger == nil:
+		return errors.New("gateway: Logger is required")
+	}
+	return nil
+}
+
+// Gateway routes requests. It is an http.Handler.
+type Gateway struct {
+	cfg      Config
+	domain   string
+	platform http.Handler
+	tenants  Tenants
+}
+
+// New returns a gateway that sends base-domain requests to platform and
+// tenant requests to tenants.
+func New(cfg Config, platform http.Handler, tenants Tenants) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Gateway{cfg: cfg, domain: strings.ToLower(strings.TrimSuffix(cfg.Domain, ".")), platform: platform, tenants: tenants}, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	stripInternalHeaders(r.Header)
+	if g.cfg.MaxBodyBytes > 0 {
+		if r.ContentLength > g.cfg.MaxBodyBytes {
+			cluster.WriteJSONError(w, http.StatusRequestEntityTooLarge, cluster.ErrorBody{
+				Code: "body_too_large", Message: "request body is larger than the limit of " + strconv.FormatInt(g.cfg.MaxBodyBytes, 10) + " bytes",
+			})
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)
+		}
+	}
+	id, base, err := g.resolve(r)
+	switch {
+	case err != nil:
+		cluster.WriteError(w, err)
+	case base:
+		g.platform.ServeHTTP(w, r)
+	default:
+		g.tenants.ServeTenant(w, r, id)
+	}
+}
+
+// resolve returns the tenant a request is for, or base=true for the
+// platform itself.
+func (g *Gateway) resolve(r *http.Request) (id string, base bool, err error) {
+	host := hostOnly(r.Host)
+	if host == g.domain || isIP(host) || (host == "" && r.Host == "") {
+		hdr := r.Header.Get(TenantHeader)
+		if hdr == "" {
+			return "", true, nil
+		}
+		r.Header.Del(TenantHeader)
+		id = strings.ToLower(strings.TrimSpace(hdr))
+		if !g.cfg.AllowTenantHeader {
+			if cluster.ValidateTenantIDSyntax(id) != nil {
+				id = "{tenant}"
+			}
+			return "", false, cluster.Errorf(cluster.ErrInvalidInput, "the %s header is disabled on this platform; use the tenant's host name %s.%s", TenantHeader, id, g.domain)
+		}
+		if err := cluster.ValidateTenantIDSyntax(id); err != nil {
+			return "", false, err
+		}
+		return id, false, nil
+	}
+	label, ok := strings.CutSuffix(host, "."+g.domain)
+	if !ok || strings.Contains(label, ".") || cluster.ValidateTenantIDSyntax(label) != nil {
+		return "", false, cluster.Errorf(cluster.ErrTenantNotFound, "no tenant is served at host %q", clipHost(host))
+	}
+	return label, false, nil
+}
+
+// hostOnly lowercases a Host header and drops its port and trailing dot.
+func hostOnly(h string) string {
+	h = strings.ToLower(h)
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	h = strings.TrimPrefix(strings.TrimSuffix(h, "]"), "[")
+	return strings.TrimSuffix(h, ".")
+}
+
+func isIP(h string) bool { return net.ParseIP(h) != nil }
+
+func clipHost(h string) string {
+	if len(h) > 100 {
+		return h[:100] + "..."
+	}
+	return h
+}
+
+func stripInternalHeaders(h http.Header) {
+	for k := range h {
+		if strings.HasPrefix(k, InternalHeaderPrefix) {
+			delete(h, k)
+		}
+	}
+}

@@ -1,0 +1,183 @@
+// Package file is the local-directory backend of the object store
+// (file:///path). It is the embedded default: durable as the disk it is on,
+// and shared by every process that mounts the same directory.
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/benbjohnson/litestream"
+	lsfile "github.com/benbjohnson/litestream/file"
+
+	"github.com/pbe/pbe/storage"
+)
+
+func init() {
+	storage.Register("file", func(_ context.Context, u *url.URL) (storage.ObjectStore, error) {
+		p := u.Path
+		if u.Host != "" && u.Host != "localhost" {
+			// file://relative/dir is read as a relative path, as users write it.
+			p = filepath.Join(u.Host, u.Path)
+		}
+		if p == "" {
+			return nil, fmt.Errorf("file object store url %q has no path", u.String())
+		}
+		return New(p)
+	})
+}
+
+// Store keeps objects as files under a root directory.
+type Store struct {
+	root string
+}
+
+// New returns a store rooted at dir, creating it.
+func New(dir string) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("file object store: %w", err)
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return nil, fmt.Errorf("file object store: %w", err)
+	}
+	return &Store{root: abs}, nil
+}
+
+// Root is the directory the store writes under.
+func (s *Store) Root() string { return s.root }
+
+func (s *Store) String() string { return "file://" + s.root }
+
+// path maps a key to a file path, refusing keys that would leave the root.
+func (s *Store) path(key string) (string, error) {
+	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") || strings.ContainsRune(key, 0) {
+		return "", fmt.Errorf("invalid object key %q", key)
+	}
+	for _, part := range strings.Split(strings.TrimSuffix(key, "/"), "/") {
+		if part == "" || part == "." || part == ".." {
+			return "", fmt.Errorf("invalid object key %q", key)
+		}
+	}
+	return filepath.Join(s.root, filepath.FromSlash(key)), nil
+}
+
+// Put writes data with temp file + fsync + rename, then fsyncs the directory.
+func (s *Store) Put(ctx context.Context, key string, data []byte) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".put-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Get reads the object at key.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, storage.ErrNotFound
+	}
+	return b, err
+}
+
+// List walks the directory under prefix.
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	p, err := s.path(prefix)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() || strings.HasPrefix(d.Name(), ".put-") {
+			return nil
+		}
+		rel, err := filepath.Rel(s.root, path)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, filepath.ToSlash(rel))
+		return ctx.Err()
+	})
+	sort.Strings(keys)
+	return keys, err
+}
+
+// DeletePrefix removes the directory under prefix.
+func (s *Store) DeletePrefix(ctx context.Context, prefix string) error {
+	p, err := s.path(prefix)
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(p)
+}
+
+// ReplicaClient returns Litestream's own file replica client under prefix.
+func (s *Store) ReplicaClient(prefix string) (litestream.ReplicaClient, error) {
+	p, err := s.path(prefix)
+	if err != nil {
+		return nil, err
+	}
+	return lsfile.NewReplicaClient(p), nil
+}
+
+// Ping checks that the root is a writable directory.
+func (s *Store) Ping(ctx context.Context) error {
+	fi, err := os.Stat(s.root)
+	if err != nil {
+		return fmt.Errorf("file object store: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("file object store: %s is not a directory", s.root)
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+// Package storage is pbe's object store: where every tenant's durable copy
+// lives. It defines the ObjectStore contract, the key layout, and the
+// Litestream integration that streams each tenant database into the store.
+//
+// Backends live in subpackages (file/, s3/) and register a URL scheme with
+// Register; this package never imports them. Every key is built from a
+// tenant id that has passed cluster validation, so no key can escape
+// tenants/{id}/.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/benbjohnson/litestream"
+
+	"github.com/pbe/pbe/cluster"
+)
+
+// ErrNotFound is returned by Get for a key that does not exist.
+var ErrNotFound = errors.New("object not found")
+
+// ObjectStore is a flat key space of immutable-ish objects. Keys use "/" as
+// separator and never start with "/". Implementations are safe for
+// concurrent use.
+type ObjectStore interface {
+	// Put stores data at key, replacing what was there. It returns once the
+	// object is durable.
+	Put(ctx context.Context, key string, data []byte) error
+	// Get returns the object at key, or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// List returns the keys under prefix, sorted.
+	List(ctx context.Context, prefix string) ([]string, error)
+	// DeletePrefix removes every object under prefix. Removing nothing is
+	// not an error.
+	DeletePrefix(ctx context.Context, prefix string) error
+	// ReplicaClient returns a Litestream replica client that keeps its files
+	// under prefix.
+	ReplicaClient(prefix string) (litestream.ReplicaClient, error)
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+	// String describes the store without secrets.
+	String() string
+}
+
+// Opener opens a store from its URL.
+type Opener func(ctx context.Context, u *url.URL) (ObjectStore, error)
+
+var (
+	openersMu sync.RWMutex
+	openers   = map[string]Opener{}
+)
+
+// Register makes a backend available for URLs with the given scheme. It is
+// meant to be called from a backend package's init.
+func Register(scheme string, open Opener) {
+	openersMu.Lock()
+	defer openersMu.Unlock()
+	openers[scheme] = open
+}
+
+// Open opens the object store named by rawURL (file:///path,
+// s3://bucket/prefix?endpoint=...). The backend for its scheme must be
+// registered (imported) by the caller.
+func Open(ctx context.Context, rawURL string) (ObjectStore, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("object store url: %w", err)
+	}
+	openersMu.RLock()
+	open := openers[u.Scheme]
+	openersMu.RUnlock()
+	if open == nil {
+		return nil, fmt.Errorf("object store url %q: unsupported scheme %q (want one of %v)", redact(u), u.Scheme, schemes())
+	}
+	return open(ctx, u)
+}
+
+func schemes() []string {
+	openersMu.RLock()
+	defer openersMu.RUnlock()
+	var s []string
+	for k := range openers {
+		s = append(s, k)
+	}
+	sort.Strings(s)
+	return s
+}
+
+func redact(u *url.URL) string {
+	c := *u
+	if c.User != nil {
+		c.User = url.User(c.User.Username())
+	}
+	return c.Redacted()
+}
+
+// TenantPrefix is the prefix of everything stored for tenant id.
+func TenantPrefix(id string) (string, error) {
+	if err := cluster.ValidateTenantIDSyntax(id); err != nil {
+		return "", err
+	}
+	return "tenants/" + id + "/", nil
+}
+
+// ReplicaPrefix is where the Litestream replica of one tenant database
+// (data.db, auxiliary.db, ...) is written by the owner at epoch.
+func ReplicaPrefix(id string, epoch uint64, db string) (string, error) {
+	p, err := TenantPrefix(id)
+	if err != nil {
+		return "", err
+	}
+	switch db {
+	case "data.db", "auxiliary.db", "hooks.db":
+	default:
+		return "", fmt.Errorf("replica prefix: unknown database %q", db)
+	}
+	return p + "litestream/" + strconv.FormatUint(epoch, 10) + "/" + db, nil
+}
+
+// MetadataKey is the tenant's metadata object: its presence means the
+// tenant has been written to the store at least once.
+func MetadataKey(id string) (string, error) {
+	p, err := TenantPrefix(id)
+	if err != nil {
+		return "", err
+	}
+	return p + "metadata.json", nil
+}

@@ -1,0 +1,127 @@
+package tenantnode
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/http"
+	"regexp"
+
+	"github.com/pocketbase/pocketbase/apis"
+	"github.com/pocketbase/pocketbase/core"
+	_ "github.com/pocketbase/pocketbase/migrations" // PocketBase's system migrations
+	"github.com/pocketbase/pocketbase/ui"
+)
+
+// errBackupRestore is what a tenant gets for PocketBase's own backup
+// restore, which ends in an execve of the whole process (every tenant down).
+var errBackupRestore = errors.New("restoring a PocketBase backup in place is disabled on this platform; use the platform's tenant restore instead")
+
+// pbDBOptimizeJob is PocketBase's daily job that runs wal_checkpoint(TRUNCATE);
+// with Litestream attached it waits out the busy timeout and stalls every
+// write of the tenant (PITFALLS.md). Litestream does the checkpointing.
+const pbDBOptimizeJob = "__pbDBOptimize__"
+
+// optimizeJob replaces it with PRAGMA optimize only.
+const optimizeJob = "__pbeOptimize__"
+
+// openApp bootstraps the PocketBase app whose data directory is dir and
+// runs its migrations.
+func openApp(dir, tenantID string, cfg Config) (*core.BaseApp, error) {
+	app := core.NewBaseApp(core.BaseAppConfig{
+		DataDir:          dir,
+		DataMaxIdleConns: cfg.DataMaxIdleConns,
+		AuxMaxIdleConns:  cfg.AuxMaxIdleConns,
+	})
+	app.Cron().Remove(pbDBOptimizeJob)
+	app.Cron().MustAdd(optimizeJob, optimizeSchedule(tenantID), func() { optimize(app) })
+	app.OnBackupRestore().BindFunc(func(e *core.BackupEvent) error {
+		return errBackupRestore
+	})
+	if err := app.Bootstrap(); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	if err := app.RunAllMigrations(); err != nil {
+		closeApp(app)
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	return app, nil
+}
+
+// optimizeSchedule spreads the tenants' daily optimize over the day so they
+// do not all run in the same minute.
+func optimizeSchedule(tenantID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(tenantID))
+	n := h.Sum32()
+	return fmt.Sprintf("%d %d * * *", n%60, (n/60)%24)
+}
+
+func optimize(app core.App) {
+	if _, err := app.NonconcurrentDB().NewQuery("PRAGMA optimize").Execute(); err != nil {
+		app.Logger().Warn("periodic PRAGMA optimize failed", slog.String("error", err.Error()))
+	}
+}
+
+// backupRestorePath matches PocketBase's backup restore endpoint.
+var backupRestorePath = regexp.MustCompile(`^/api/backups/[^/]+/restore/?$`)
+
+// buildHandler returns the app's full HTTP surface (API and admin UI) the way
+// apis.Serve builds it, without a listener, and runs the app's OnServe hooks
+// (which start its cron).
+func buildHandler(app core.App) (http.Handler, error) {
+	router, err := apis.NewRouter(app)
+	if err != nil {
+		return nil, err
+	}
+	router.Bind(apis.CORS(apis.CORSConfig{
+		AllowOrigins: []string{"*"},
+		AllowMethods: []string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPatch, http.MethodPost, http.MethodDelete},
+	}))
+	router.BindFunc(func(e *core.RequestEvent) error {
+		if e.Request.Method == http.MethodPost && backupRestorePath.MatchString(e.Request.URL.Path) {
+			return apis.NewBadRequestError(errBackupRestore.Error(), nil)
+		}
+		return e.Next()
+	})
+	router.GET("/_/{path...}", apis.Static(ui.DistDirFS, false)).
+		BindFunc(adminUIHeaders).
+		Bind(apis.Gzip())
+
+	var handler http.Handler
+	event := &core.ServeEvent{App: app, Router: router, Server: &http.Server{}}
+	err = app.OnServe().Trigger(event, func(e *core.ServeEvent) error {
+		mux, err := e.Router.BuildMux()
+		handler = mux
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return handler, nil
+}
+
+// adminUIHeaders sets the admin UI's caching and content security policy as
+// PocketBase's own server does.
+func adminUIHeaders(e *core.RequestEvent) error {
+	if e.Request.PathValue(apis.StaticWildcardParam) != "" {
+		e.Response.Header().Set("Cache-Control", "max-age=1209600, stale-while-revalidate=86400")
+	}
+	if e.Response.Header().Get("Content-Security-Policy") == "" {
+		e.Response.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' http://127.0.0.1:* https://tile.openstreetmap.org data: blob:; connect-src 'self' http://127.0.0.1:* https://nominatim.openstreetmap.org; script-src 'self' 'sha256-GRUzBA7PzKYug7pqxv5rJaec5bwDCw1Vo6/IXwvD3Tc='")
+	}
+	return e.Next()
+}
+
+// closeApp shuts an app down: realtime clients are discarded (their
+// streams end), then OnTerminate runs (it stops the logger and cron) and
+// the database pools close.
+func closeApp(app core.App) error {
+	for _, c := range app.SubscriptionsBroker().Clients() {
+		c.Discard()
+	}
+	return app.OnTerminate().Trigger(&core.TerminateEvent{App: app}, func(e *core.TerminateEvent) error {
+		return e.App.ResetBootstrapState()
+	})
+}

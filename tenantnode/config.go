@@ -1,0 +1,90 @@
+package tenantnode
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/pbe/pbe/storage"
+)
+
+// Config configures a tenant node.
+type Config struct {
+	// NodeID names this node in the registry.
+	NodeID string
+	// DataDir holds the local cache: {DataDir}/tenants/{id}/ per tenant.
+	DataDir string
+	// MaxTenants is how many tenants may be active at once; past it the
+	// least recently used idle tenant is evicted.
+	MaxTenants int
+	// IdleTimeout evicts a tenant that has served no request for this long.
+	IdleTimeout time.Duration
+	// ActivationTimeout bounds restoring and opening one tenant.
+	ActivationTimeout time.Duration
+	// DrainTimeout bounds how long a stopping tenant waits for its in-flight
+	// requests before it is shut down anyway.
+	DrainTimeout time.Duration
+	// PublicURL is the tenant's base URL template: "{tenant}" is replaced by
+	// the tenant id. It becomes the tenant app's Application URL (links in
+	// e-mails) when the tenant is created.
+	PublicURL string
+	// DataMaxIdleConns and AuxMaxIdleConns size each tenant's pooled SQLite
+	// connections. Each pooled connection keeps file descriptors and a page
+	// cache, so at hundreds of tenants these, not memory, set the limit.
+	DataMaxIdleConns int
+	AuxMaxIdleConns  int
+	// Replication tunes Litestream.
+	Replication storage.ReplicationConfig
+	// Logger receives the node's logs.
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultMaxTenants        = 200
+	DefaultIdleTimeout       = 15 * time.Minute
+	DefaultActivationTimeout = 2 * time.Minute
+	DefaultDrainTimeout      = 30 * time.Second
+	DefaultDataMaxIdleConns  = 4
+	DefaultAuxMaxIdleConns   = 1
+)
+
+// DefaultConfig returns the defaults of DESIGN.md.
+func DefaultConfig() Config {
+	return Config{
+		NodeID:            "local",
+		DataDir:           "pbe_data",
+		MaxTenants:        DefaultMaxTenants,
+		IdleTimeout:       DefaultIdleTimeout,
+		ActivationTimeout: DefaultActivationTimeout,
+		DrainTimeout:      DefaultDrainTimeout,
+		PublicURL:         "http://{tenant}.localhost:8090",
+		DataMaxIdleConns:  DefaultDataMaxIdleConns,
+		AuxMaxIdleConns:   DefaultAuxMaxIdleConns,
+		Replication:       storage.DefaultReplicationConfig(),
+		Logger:            slog.Default(),
+	}
+}
+
+// Validate names the first field that is wrong.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("tenant node: NodeID is required")
+	case c.DataDir == "":
+		return errors.New("tenant node: DataDir is required")
+	case c.MaxTenants < 1:
+		return errors.New("tenant node: MaxTenants must be at least 1")
+	case c.IdleTimeout <= 0:
+		return errors.New("tenant node: IdleTimeout must be positive")
+	case c.ActivationTimeout <= 0:
+		return errors.New("tenant node: ActivationTimeout must be positive")
+	case c.DrainTimeout <= 0:
+		return errors.New("tenant node: DrainTimeout must be positive")
+	case c.DataMaxIdleConns < 1 || c.AuxMaxIdleConns < 1:
+		return errors.New("tenant node: DataMaxIdleConns and AuxMaxIdleConns must be at least 1")
+	case c.Logger == nil:
+		return errors.New("tenant node: Logger is required")
+	}
+	return c.Replication.Validate()
+}

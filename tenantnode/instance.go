@@ -1,0 +1,319 @@
+package tenantnode
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/benbjohnson/litestream"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/storage"
+)
+
+// replicatedDBs are the tenant databases streamed to the object store.
+var replicatedDBs = []string{"data.db", "auxiliary.db"}
+
+// instance is one active tenant: its PocketBase app, the handler serving
+// its API and admin UI, and its replicated databases.
+type instance struct {
+	tenant  cluster.Tenant
+	paths   tenantPaths
+	app     *core.BaseApp
+	handler http.Handler
+	dbs     []*litestream.DB
+}
+
+// tenantPaths is a tenant's local cache directory:
+//
+//	{DataDir}/tenants/{id}/pb_data/     PocketBase's data dir (data.db, auxiliary.db, storage/)
+//	{DataDir}/tenants/{id}/litestream/  Litestream's local state (kept out of PocketBase backups)
+//	{DataDir}/tenants/{id}/state.json   which epoch the local copy belongs to
+type tenantPaths struct {
+	dir, pbData, meta, state string
+}
+
+func (m *Manager) paths(id string) tenantPaths {
+	dir := filepath.Join(m.cfg.DataDir, "tenants", id)
+	return tenantPaths{
+		dir:    dir,
+		pbData: filepath.Join(dir, "pb_data"),
+		meta:   filepath.Join(dir, "litestream"),
+		state:  filepath.Join(dir, "state.json"),
+	}
+}
+
+// localState records which owner epoch the local copy was written at.
+type localState struct {
+	Epoch uint64 `json:"epoch"`
+	Node  string `json:"node"`
+}
+
+// tenantMetadata is written to the object store once a tenant's first
+// replica is durable. Its presence means "this tenant has data": a tenant
+// with metadata but no replica is never opened empty.
+type tenantMetadata struct {
+	ID        string    `json:"id"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// open activates tenant t on this node: it reuses the local copy when it is
+// provably current, otherwise restores from the object store, then opens the
+// app, attaches replication and builds the handler.
+func (m *Manager) open(ctx context.Context, t cluster.Tenant) (*instance, error) {
+	p := m.paths(t.ID)
+	t, fresh, err := m.prepareLocal(ctx, t, p)
+	if err != nil {
+		return nil, err
+	}
+	app, err := openApp(p.pbData, t.ID, m.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open tenant %s: %w", t.ID, err)
+	}
+	inst := &instance{tenant: t, paths: p, app: app}
+	if err := m.startInstance(ctx, inst, fresh); err != nil {
+		m.closeInstance(context.WithoutCancel(ctx), inst)
+		return nil, fmt.Errorf("open tenant %s: %w", t.ID, err)
+	}
+	return inst, nil
+}
+
+// startInstance completes an open: settings of a new tenant, replication,
+// the first durable copy, the local state marker and the handler.
+func (m *Manager) startInstance(ctx context.Context, inst *instance, fresh bool) error {
+	t, p := inst.tenant, inst.paths
+	if fresh {
+		if err := m.initSettings(inst.app, t); err != nil {
+			return err
+		}
+	}
+	if err := m.attach(inst); err != nil {
+		return err
+	}
+	st, _ := readState(p.state)
+	if fresh || st.Epoch != t.Epoch {
+		// A new history starts at this epoch: make its first copy durable
+		// before serving, so a restore never finds an empty path.
+		for _, db := range inst.dbs {
+			if err := db.SyncAndWait(ctx); err != nil {
+				return fmt.Errorf("first sync: %w", err)
+			}
+		}
+	}
+	if fresh {
+		if err := m.writeMetadata(ctx, t); err != nil {
+			return err
+		}
+	}
+	if err := writeState(p.state, localState{Epoch: t.Epoch, Node: m.cfg.NodeID}); err != nil {
+		return err
+	}
+	h, err := buildHandler(inst.app)
+	if err != nil {
+		return fmt.Errorf("build handler: %w", err)
+	}
+	inst.handler = h
+	return nil
+}
+
+// prepareLocal makes the local copy of t ready to open. It returns the
+// tenant record to write under (with a new epoch when this node must start a
+// new replica history) and whether the tenant is brand new.
+func (m *Manager) prepareLocal(ctx context.Context, t cluster.Tenant, p tenantPaths) (cluster.Tenant, bool, error) {
+	st, _ := readState(p.state)
+	ours := st.Epoch == t.Epoch && st.Node == m.cfg.NodeID && t.Node == m.cfg.NodeID
+	if ours && exists(filepath.Join(p.pbData, "data.db")) {
+		if exists(p.meta) {
+			return t, false, nil // the normal restart and re-activation path
+		}
+		// The local database is the newest copy but Litestream's state is
+		// gone: never continue an existing replica history without it.
+		t, err := m.cp.AdvanceEpoch(ctx, t, m.cfg.NodeID)
+		return t, false, err
+	}
+	if err := os.RemoveAll(p.dir); err != nil {
+		return t, false, fmt.Errorf("clear local copy of %s: %w", t.ID, err)
+	}
+	src, err := m.restore(ctx, t, p)
+	if err != nil {
+		return t, false, err
+	}
+	if src == 0 {
+		return t, true, m.checkNew(ctx, t)
+	}
+	if src == t.Epoch {
+		// Continue in a new history rather than appending to the restored one.
+		t, err = m.cp.AdvanceEpoch(ctx, t, m.cfg.NodeID)
+	}
+	return t, false, err
+}
+
+// restore fills p.pbData from the object store: from the current epoch's
+// replica, or else the one it was restored from. It returns the epoch it
+// restored from, or 0 when there was nothing to restore.
+func (m *Manager) restore(ctx context.Context, t cluster.Tenant, p tenantPaths) (uint64, error) {
+	if err := os.MkdirAll(p.pbData, 0o750); err != nil {
+		return 0, err
+	}
+	for _, epoch := range []uint64{t.Epoch, t.RestoreEpoch} {
+		if epoch == 0 {
+			continue
+		}
+		found, err := m.restoreDB(ctx, t.ID, epoch, "data.db", p)
+		if err != nil {
+			return 0, err
+		}
+		if !found {
+			continue
+		}
+		if _, err := m.restoreDB(ctx, t.ID, epoch, "auxiliary.db", p); err != nil {
+			return 0, err
+		}
+		return epoch, nil
+	}
+	return 0, nil
+}
+
+func (m *Manager) restoreDB(ctx context.Context, id string, epoch uint64, name string, p tenantPaths) (bool, error) {
+	client, err := m.replicaClient(id, epoch, name)
+	if err != nil {
+		return false, err
+	}
+	found, err := storage.Restore(ctx, client, filepath.Join(p.pbData, name))
+	if err != nil {
+		return false, cluster.Errorf(cluster.ErrUnavailable, "tenant %s could not be restored from the object store; retry shortly", id)
+	}
+	if found {
+		m.logger.Info("tenant database restored", "tenant", id, "db", name, "epoch", epoch)
+	}
+	return found, nil
+}
+
+// checkNew refuses to start a tenant empty when the object store says it
+// has been written before: its replica is missing or unreachable.
+func (m *Manager) checkNew(ctx context.Context, t cluster.Tenant) error {
+	key, err := storage.MetadataKey(t.ID)
+	if err != nil {
+		return err
+	}
+	_, err = m.objects.Get(ctx, key)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case err != nil:
+		return cluster.Errorf(cluster.ErrUnavailable, "object store unreachable while opening tenant %s; retry shortly", t.ID)
+	}
+	m.logger.Error("tenant has metadata but no replica", "tenant", t.ID, "epoch", t.Epoch)
+	return cluster.Errorf(cluster.ErrUnavailable, "tenant %s has data in the object store but no replica was found at its epoch; it will not be opened empty", t.ID)
+}
+
+func (m *Manager) writeMetadata(ctx context.Context, t cluster.Tenant) error {
+	key, err := storage.MetadataKey(t.ID)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(tenantMetadata{ID: t.ID, CreatedAt: t.CreatedAt})
+	if err := m.objects.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("write metadata: %w", err)
+	}
+	return nil
+}
+
+func (m *Manager) replicaClient(id string, epoch uint64, name string) (litestream.ReplicaClient, error) {
+	prefix, err := storage.ReplicaPrefix(id, epoch, name)
+	if err != nil {
+		return nil, err
+	}
+	return m.objects.ReplicaClient(prefix)
+}
+
+// attach starts replication of the tenant's databases at its epoch.
+func (m *Manager) attach(inst *instance) error {
+	for _, name := range replicatedDBs {
+		client, err := m.replicaClient(inst.tenant.ID, inst.tenant.Epoch, name)
+		if err != nil {
+			return err
+		}
+		db, err := m.repl.Attach(filepath.Join(inst.paths.pbData, name), filepath.Join(inst.paths.meta, name), client)
+		if err != nil {
+			return err
+		}
+		inst.dbs = append(inst.dbs, db)
+	}
+	return nil
+}
+
+// closeInstance shuts the app down first, then detaches replication (final
+// sync): Litestream must not close its handle while the app's are open.
+func (m *Manager) closeInstance(ctx context.Context, inst *instance) error {
+	var errs []error
+	if err := closeApp(inst.app); err != nil {
+		errs = append(errs, fmt.Errorf("close app: %w", err))
+	}
+	for _, db := range inst.dbs {
+		if err := m.repl.Detach(ctx, db.Path()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) initSettings(app core.App, t cluster.Tenant) error {
+	s := app.Settings()
+	s.Meta.AppName = t.ID
+	if t.Name != "" {
+		s.Meta.AppName = t.Name
+	}
+	if m.cfg.PublicURL != "" {
+		s.Meta.AppURL = strings.ReplaceAll(m.cfg.PublicURL, "{tenant}", t.ID)
+	}
+	if err := app.Save(s); err != nil {
+		return fmt.Errorf("initial settings: %w", err)
+	}
+	return nil
+}
+
+func readState(path string) (localState, error) {
+	var st localState
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return st, err
+	}
+	err = json.Unmarshal(b, &st)
+	return st, err
+}
+
+// writeState records the local copy's epoch: temp file, fsync, rename.
+func writeState(path string, st localState) error {
+	b, _ := json.Marshal(st)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}

@@ -1,0 +1,80 @@
+package tenantnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/pbe/pbe/cluster"
+)
+
+// ServeTenant serves r as a request to tenant id's PocketBase (API, admin
+// UI, realtime), activating the tenant first if it is not active. The
+// caller has resolved id from the request; it is validated again here.
+func (m *Manager) ServeTenant(w http.ResponseWriter, r *http.Request, id string) {
+	stream := r.Method == http.MethodGet && r.URL.Path == "/api/realtime"
+	e, err := m.acquire(r.Context(), id, stream)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return // the client went away
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = cluster.Errorf(cluster.ErrUnavailable, "tenant %s is still starting; retry shortly", id)
+		}
+		cluster.WriteError(w, err)
+		return
+	}
+	defer m.release(e, stream)
+	e.inst.handler.ServeHTTP(w, r)
+}
+
+// CreateSuperuser creates a PocketBase superuser in tenant id, activating
+// the tenant if needed. A value PocketBase refuses (e-mail taken or
+// malformed, password too short) is cluster.ErrInvalidInput. Creating the
+// same superuser with the same password again succeeds and changes nothing.
+func (m *Manager) CreateSuperuser(ctx context.Context, id, email, password string) error {
+	e, err := m.acquire(ctx, id, false)
+	if err != nil {
+		return err
+	}
+	defer m.release(e, false)
+	app := e.inst.app
+	if existing, err := app.FindAuthRecordByEmail(core.CollectionNameSuperusers, email); err == nil {
+		if existing.ValidatePassword(password) {
+			return nil // a retry of the same request
+		}
+		return cluster.Errorf(cluster.ErrInvalidInput, "tenant %s already has a superuser %s", id, email)
+	}
+	col, err := app.FindCollectionByNameOrId(core.CollectionNameSuperusers)
+	if err != nil {
+		return fmt.Errorf("superusers collection: %w", err)
+	}
+	rec := core.NewRecord(col)
+	rec.SetEmail(email)
+	rec.SetPassword(password)
+	if err := app.Validate(rec); err != nil {
+		return cluster.Errorf(cluster.ErrInvalidInput, "tenant admin: %v", err)
+	}
+	if err := app.Save(rec); err != nil {
+		return fmt.Errorf("save superuser: %w", err)
+	}
+	return nil
+}
+
+// Remove stops tenant id on this node and deletes its local copy. The
+// object store keeps its data.
+func (m *Manager) Remove(ctx context.Context, id string) error {
+	if err := cluster.ValidateTenantIDSyntax(id); err != nil {
+		return err
+	}
+	m.Evict(ctx, id)
+	if err := os.RemoveAll(m.paths(id).dir); err != nil {
+		return fmt.Errorf("remove local copy of %s: %w", id, err)
+	}
+	m.logger.Info("tenant removed from node", "tenant", id)
+	return nil
+}
