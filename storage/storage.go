@@ -48,6 +48,22 @@ type ObjectStore interface {
 	String() string
 }
 
+// LocalDirStore is implemented by stores that are a directory on this
+// machine. LocalDir returns the directory that holds the objects under
+// prefix, so a tenant node can keep uploaded files in the store directly.
+type LocalDirStore interface {
+	LocalDir(prefix string) (string, error)
+}
+
+// FilesPrefix is where tenant id's uploaded files live.
+func FilesPrefix(id string) (string, error) {
+	p, err := TenantPrefix(id)
+	if err != nil {
+		return "", err
+	}
+	return p + "files", nil
+}
+
 // Opener opens a store from its URL.
 type Opener func(ctx context.Context, u *url.URL) (ObjectStore, error)
 

@@ -39,6 +39,7 @@ func openApp(dir, tenantID string, cfg Config) (*core.BaseApp, error) {
 	app.OnBackupRestore().BindFunc(func(e *core.BackupEvent) error {
 		return errBackupRestore
 	})
+	app.OnBackupCreate().BindFunc(createBackup)
 	if err := app.Bootstrap(); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}

@@ -74,6 +74,9 @@ func (m *Manager) open(ctx context.Context, t cluster.Tenant) (*instance, error)
 	if err != nil {
 		return nil, err
 	}
+	if err := m.linkFiles(t.ID, p); err != nil {
+		return nil, fmt.Errorf("open tenant %s: uploaded files: %w", t.ID, err)
+	}
 	app, err := openApp(p.pbData, t.ID, m.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open tenant %s: %w", t.ID, err)
@@ -154,6 +157,39 @@ func (m *Manager) prepareLocal(ctx context.Context, t cluster.Tenant, p tenantPa
 		t, err = m.cp.AdvanceEpoch(ctx, t, m.cfg.NodeID)
 	}
 	return t, false, err
+}
+
+// linkFiles keeps the tenant's uploaded files in the object store when the
+// store is a directory on this machine: pb_data/storage becomes a link to
+// tenants/{id}/files, so uploads are as durable as the replicas and survive
+// a wiped cache. Other stores keep uploads in the local cache.
+func (m *Manager) linkFiles(id string, p tenantPaths) error {
+	ld, ok := m.objects.(storage.LocalDirStore)
+	if !ok {
+		return nil
+	}
+	prefix, err := storage.FilesPrefix(id)
+	if err != nil {
+		return err
+	}
+	target, err := ld.LocalDir(prefix)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(target, 0o750); err != nil {
+		return err
+	}
+	link := filepath.Join(p.pbData, core.LocalStorageDirName)
+	if cur, err := os.Readlink(link); err == nil && cur == target {
+		return nil
+	}
+	if err := os.RemoveAll(link); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(p.pbData, 0o750); err != nil {
+		return err
+	}
+	return os.Symlink(target, link)
 }
 
 // restore fills p.pbData from the object store: from the current epoch's

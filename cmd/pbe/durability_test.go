@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"database/sql"
+	"encoding/json"
+	"mime/multipart"
+	"net/http"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,8 +32,15 @@ func TestServe_RestartAndWipe(t *testing.T) {
 			want[id] = append(want[id], title)
 		}
 	}
+	payload := bytes.Repeat([]byte("uploaded file bytes "), 1000)
+	filePath := s.uploadFile("alpha", s.superuserToken("alpha"), payload)
 	check := func(t *testing.T, s *testServer) {
 		t.Helper()
+		r := s.do("GET", s.tenantURL("alpha", filePath), nil)
+		mustStatus(t, r, http.StatusOK)
+		if !bytes.Equal(r.body, payload) {
+			t.Fatalf("uploaded file: got %d bytes, want the %d bytes uploaded", len(r.body), len(payload))
+		}
 		for id, titles := range want {
 			if got := s.postTitles(id); !slices.Equal(got, titles) {
 				t.Fatalf("%s: got %v, want %v", id, got, titles)
@@ -89,4 +100,26 @@ func integrityCheck(t *testing.T, path string) {
 	if res != "ok" {
 		t.Fatalf("integrity_check %s: %s", path, res)
 	}
+}
+
+// uploadFile creates a "docs" collection with a file field in tenant id,
+// uploads data as a record's file, and returns the file's URL path.
+func (s *testServer) uploadFile(id, token string, data []byte) string {
+	s.t.Helper()
+	mustStatus(s.t, s.do("POST", s.tenantURL(id, "/api/collections"), map[string]any{
+		"name": "docs", "type": "base", "viewRule": "", "createRule": "",
+		"fields": []map[string]any{{"name": "file", "type": "file", "maxSelect": 1, "maxSize": 10 << 20}},
+	}, "Authorization", token), http.StatusOK)
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	fw, _ := mw.CreateFormFile("file", "doc.bin")
+	fw.Write(data)
+	mw.Close()
+	r := s.do("POST", s.tenantURL(id, "/api/collections/docs/records"), buf.Bytes(), "Content-Type", mw.FormDataContentType())
+	mustStatus(s.t, r, http.StatusOK)
+	var rec struct{ ID, File, CollectionID string }
+	if err := json.Unmarshal(r.body, &rec); err != nil {
+		s.t.Fatal(err)
+	}
+	return fmt.Sprintf("/api/files/%s/%s/%s", rec.CollectionID, rec.ID, rec.File)
 }

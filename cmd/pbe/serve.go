@@ -218,8 +218,8 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer) err
 
 // startPlatform opens every part behind listener ln; on failure it stops
 // what it started (ln included).
-func startPlatform(ctx context.Context, o *serveOptions, ln net.Listener, logger *slog.Logger) (p *platform, err error) {
-	p = &platform{listener: ln}
+func startPlatform(ctx context.Context, o *serveOptions, ln net.Listener, logger *slog.Logger) (_ *platform, err error) {
+	p := &platform{listener: ln}
 	o.httpAddr = ln.Addr().String()
 	if o.publicURL == "" {
 		o.publicURL = "http://{tenant}." + o.domain + portSuffix(o.httpAddr)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"archive/zip"
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -245,6 +247,30 @@ func TestServe_TenantAPI(t *testing.T) {
 		mustStatus(t, r, http.StatusOK)
 		if !strings.Contains(string(r.body), "<html") || r.header.Get("Content-Security-Policy") == "" {
 			t.Fatalf("admin UI: got %.200s", r.body)
+		}
+	})
+	t.Run("PocketBase backups can be made", func(t *testing.T) {
+		s.uploadFile("acme", tok, []byte("a file in the object store"))
+		mustStatus(t, s.do("POST", s.tenantURL("acme", "/api/backups"), map[string]string{"name": "b1.zip"}, "Authorization", tok), http.StatusNoContent)
+		r := s.do("GET", s.tenantURL("acme", "/api/backups"), nil, "Authorization", tok)
+		mustStatus(t, r, http.StatusOK)
+		if !strings.Contains(string(r.body), "b1.zip") {
+			t.Fatalf("backup list: %s", r.body)
+		}
+		var ft struct{ Token string }
+		s.do("POST", s.tenantURL("acme", "/api/files/token"), nil, "Authorization", tok).json(t, &ft)
+		r = s.do("GET", s.tenantURL("acme", "/api/backups/b1.zip?token="+ft.Token), nil)
+		mustStatus(t, r, http.StatusOK)
+		zr, err := zip.NewReader(bytes.NewReader(r.body), int64(len(r.body)))
+		if err != nil {
+			t.Fatalf("backup is not a zip: %v", err)
+		}
+		names := map[string]bool{}
+		for _, f := range zr.File {
+			names[f.Name] = f.UncompressedSize64 > 0
+		}
+		if !names["data.db"] || !names["auxiliary.db"] {
+			t.Fatalf("backup entries: got %v, want non-empty data.db and auxiliary.db", names)
 		}
 	})
 	t.Run("PocketBase backup restore is refused", func(t *testing.T) {

@@ -46,7 +46,24 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.Off {
 		return
 	}
+	if level == hclog.Warn && startupElection(msg, args) {
+		level = hclog.Info // every node's first election; not a warning
+	}
 	a.logger.Log(context.Background(), slogLevel(level), msg, args...)
+}
+
+// startupElection reports whether a log line is raft's election warning for
+// a node that has never known a leader.
+func startupElection(msg string, args []any) bool {
+	if msg != "heartbeat timeout reached, starting election" {
+		return false
+	}
+	for i := 0; i+1 < len(args); i += 2 {
+		if args[i] == "last-leader-id" {
+			return args[i+1] == ""
+		}
+	}
+	return false
 }
 
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }

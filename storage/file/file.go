@@ -170,6 +170,11 @@ func (s *Store) ReplicaClient(prefix string) (litestream.ReplicaClient, error) {
 	return lsfile.NewReplicaClient(p), nil
 }
 
+// LocalDir returns the directory of the objects under prefix.
+func (s *Store) LocalDir(prefix string) (string, error) {
+	return s.path(prefix)
+}
+
 // Ping checks that the root is a writable directory.
 func (s *Store) Ping(ctx context.Context) error {
 	fi, err := os.Stat(s.root)
