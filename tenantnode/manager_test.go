@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -203,5 +204,37 @@ func TestManager_ObjectStoreDownFailsColdActivationClearly(t *testing.T) {
 	w := down.serve(t, "alpha", "GET", "/api/health", "")
 	if w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("got %d %s, want 503", w.Code, w.Body)
+	}
+}
+
+// TestManager_EvictionReleasesResources activates and evicts a tenant
+// repeatedly: goroutines and open files must return to where they were,
+// or every activation would leak (PocketBase's logger, Litestream's
+// monitors, SQLite handles).
+func TestManager_EvictionReleasesResources(t *testing.T) {
+	n := newNode(t, newRegistry(t), nil, nil)
+	n.setup(t, "alpha")
+	cycle := func() {
+		n.post(t, "alpha", "x")
+		if !n.Evict(context.Background(), "alpha") {
+			t.Fatal("alpha was not active")
+		}
+	}
+	cycle() // warm up process-wide pools
+	settle := func() (int, int) {
+		time.Sleep(200 * time.Millisecond)
+		fds, _ := os.ReadDir("/proc/self/fd")
+		return runtime.NumGoroutine(), len(fds)
+	}
+	g0, f0 := settle()
+	for range 5 {
+		cycle()
+	}
+	g1, f1 := settle()
+	if g1 > g0+3 {
+		t.Errorf("goroutines: %d before, %d after 5 activate/evict cycles", g0, g1)
+	}
+	if f1 > f0+3 {
+		t.Errorf("open files: %d before, %d after 5 activate/evict cycles", f0, f1)
 	}
 }
