@@ -5,6 +5,7 @@ package auth
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strings"
@@ -20,8 +21,13 @@ type Principal struct {
 	ID string
 }
 
-// KindOperator is the principal kind of a cluster admin.
-const KindOperator = "operator"
+// Principal kinds.
+const (
+	// KindOperator is a cluster admin (an operator token).
+	KindOperator = "operator"
+	// KindNode is another node of the platform (the cluster secret).
+	KindNode = "node"
+)
 
 // TokenLookup finds an operator token by the hash of its secret; it returns
 // cluster.ErrTokenNotFound for an unknown one.
@@ -80,5 +86,24 @@ func RequireOperator(lookup TokenLookup, next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+	})
+}
+
+// IsClusterSecret reports, in constant time, whether tok is the cluster
+// secret. An empty secret matches nothing.
+func IsClusterSecret(secret, tok string) bool {
+	return secret != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(tok)) == 1
+}
+
+// RequireClusterOrOperator lets through requests that carry the cluster
+// secret (calls between nodes) or a valid operator token.
+func RequireClusterOrOperator(secret string, lookup TokenLookup, next http.Handler) http.Handler {
+	operator := RequireOperator(lookup, next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tok, ok := BearerToken(r); ok && IsClusterSecret(secret, tok) {
+			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), Principal{Kind: KindNode})))
+			return
+		}
+		operator.ServeHTTP(w, r)
 	})
 }

@@ -32,3 +32,12 @@ func ParseMode(s string) (Mode, error) {
 
 // Runs reports whether a process in mode m runs the role r.
 func (m Mode) Runs(r Mode) bool { return m == r || m == ModeAllInOne }
+
+// Member is a control-plane node as the registry records it: its Raft id,
+// the address its Raft transport is reached at, and the address of its
+// platform API (where followers forward writes when it leads).
+type Member struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+}

@@ -56,6 +56,9 @@ var (
 	// ErrStaleVersion is returned when a write names a version of a record
 	// that is no longer current (optimistic concurrency).
 	ErrStaleVersion = &Error{Code: "stale_version", Message: "stale version"}
+	// ErrNotFound is returned for an unknown record of another kind
+	// (a control-plane member, a node).
+	ErrNotFound = &Error{Code: "not_found", Message: "not found"}
 	// ErrTokenNotFound is returned for an unknown operator token id.
 	ErrTokenNotFound = &Error{Code: "token_not_found", Message: "token not found"}
 	// ErrUnauthorized is returned when a request carries no valid credentials.
@@ -66,6 +69,12 @@ var (
 	// ErrUnavailable is returned when a dependency (object store, tenant
 	// node) cannot serve the request right now.
 	ErrUnavailable = &Error{Code: "unavailable", Message: "temporarily unavailable; retry shortly"}
+	// ErrInsufficientStorage is returned for writes while a node's data
+	// volume is below its free-space minimum.
+	ErrInsufficientStorage = &Error{Code: "insufficient_storage", Message: "insufficient storage"}
+	// ErrClusterMismatch is returned when a node of another cluster asks to
+	// join.
+	ErrClusterMismatch = &Error{Code: "cluster_mismatch", Message: "node belongs to another cluster"}
 	// ErrShuttingDown is returned for work arriving while a component stops.
 	ErrShuttingDown = &Error{Code: "shutting_down", Message: "shutting down"}
 )

@@ -25,6 +25,7 @@ var statusByCode = map[string]int{
 	"body_too_large":         http.StatusRequestEntityTooLarge,
 	"unsupported_media_type": http.StatusUnsupportedMediaType,
 	"insufficient_storage":   http.StatusInsufficientStorage,
+	ErrClusterMismatch.Code:  http.StatusConflict,
 }
 
 // RetryAfterSeconds is sent with every 503 the platform produces.

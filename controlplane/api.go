@@ -21,12 +21,19 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 func (c *ControlPlane) Handler() http.Handler {
 	mux := http.NewServeMux()
 	op := func(h http.HandlerFunc) http.Handler { return auth.RequireOperator(c.store.TokenByHash, h) }
-	mux.Handle("POST /api/cp/tenants", op(c.handleCreateTenant))
-	mux.Handle("GET /api/cp/tenants", op(c.handleListTenants))
-	mux.Handle("GET /api/cp/tenants/{id}", op(c.handleGetTenant))
-	mux.Handle("DELETE /api/cp/tenants/{id}", op(c.handleDeleteTenant))
-	mux.Handle("POST /api/cp/tenants/{id}/restore", op(c.handleRestoreTenant))
-	mux.Handle("POST /api/cp/tenants/{id}/admins", op(c.handleCreateAdmin))
+	node := func(h http.HandlerFunc) http.Handler {
+		return auth.RequireClusterOrOperator(c.cfg.ClusterSecret, c.store.TokenByHash, h)
+	}
+	mux.Handle("POST /api/cp/tenants", op(c.write(c.handleCreateTenant)))
+	mux.Handle("GET /api/cp/tenants", op(c.read(c.handleListTenants)))
+	mux.Handle("GET /api/cp/tenants/{id}", op(c.read(c.handleGetTenant)))
+	mux.Handle("PATCH /api/cp/tenants/{id}", op(c.write(c.handleUpdateTenant)))
+	mux.Handle("DELETE /api/cp/tenants/{id}", op(c.write(c.handleDeleteTenant)))
+	mux.Handle("POST /api/cp/tenants/{id}/restore", op(c.write(c.handleRestoreTenant)))
+	mux.Handle("POST /api/cp/tenants/{id}/admins", op(c.write(c.handleCreateAdmin)))
+	mux.Handle("GET /api/cp/raft/status", node(c.handleRaftStatus))
+	mux.Handle("POST /api/cp/raft/join", node(c.write(c.handleRaftJoin)))
+	mux.Handle("POST /api/cp/raft/remove", op(c.write(c.handleRaftRemove)))
 	return jsonRouteErrors(mux)
 }
 

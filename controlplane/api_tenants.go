@@ -92,6 +92,10 @@ func (c *ControlPlane) handleCreateTenant(w http.ResponseWriter, r *http.Request
 		cluster.WriteError(w, err)
 		return
 	}
+	if req.Admin != nil && c.prov == nil {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrUnavailable, "no tenant node is attached to this control plane to create the tenant's admin; create the tenant without \"admin\""))
+		return
+	}
 	t, err := c.CreateTenant(r.Context(), r.Header.Get(IdempotencyKeyHeader), req)
 	if err != nil {
 		cluster.WriteError(w, err)
@@ -191,6 +195,49 @@ func (c *ControlPlane) handleGetTenant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, c.view(t))
+}
+
+type updateTenantRequest struct {
+	Name       *string             `json:"name"`
+	Durability *cluster.Durability `json:"durability"`
+	// Version, if set, must be the tenant's current version (optimistic
+	// concurrency): a stale one gets 409.
+	Version uint64 `json:"version"`
+}
+
+func (c *ControlPlane) handleUpdateTenant(w http.ResponseWriter, r *http.Request) {
+	id, err := pathTenant(r)
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	var req updateTenantRequest
+	if err := decodeJSON(w, r, c.cfg.MaxBodyBytes, &req); err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	if req.Name == nil && req.Durability == nil {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, `send at least one of "name" and "durability"`))
+		return
+	}
+	if req.Name != nil {
+		if err := validateName(*req.Name); err != nil {
+			cluster.WriteError(w, err)
+			return
+		}
+	}
+	if d := req.Durability; d != nil && *d != cluster.DurabilityAsync && *d != cluster.DurabilitySync {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, `field "durability" must be "async" or "sync"`))
+		return
+	}
+	res, err := c.apply(r.Context(), store.CmdUpdateTenant, r.Header.Get(IdempotencyKeyHeader), store.UpdateTenant{
+		ID: id, ExpectedVersion: req.Version, Name: req.Name, Durability: req.Durability,
+	})
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c.view(res.(cluster.Tenant)))
 }
 
 func (c *ControlPlane) handleDeleteTenant(w http.ResponseWriter, r *http.Request) {

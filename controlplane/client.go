@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,24 +16,53 @@ import (
 )
 
 // HTTPClient calls the platform API of a running pbe. It is what the pbe
-// command line uses. Safe for concurrent use.
+// command line uses. Given several control-plane nodes it fails over
+// between them: a node that cannot be reached, or answers 503 (no leader
+// yet, shutting down), is skipped and the call retried on the next, with
+// the same Idempotency-Key, so a retried write applies at most once. Safe
+// for concurrent use.
 type HTTPClient struct {
-	base  string
+	bases []string
 	token string
 	hc    *http.Client
+	retry time.Duration
 }
 
-// DefaultClientTimeout bounds one API call.
-const DefaultClientTimeout = 60 * time.Second
+// Client timing.
+const (
+	// DefaultClientTimeout bounds one attempt of an API call.
+	DefaultClientTimeout = 60 * time.Second
+	// DefaultRetryFor is how long a call keeps failing over between nodes.
+	DefaultRetryFor = 15 * time.Second
+	retryPause      = 200 * time.Millisecond
+)
 
-// NewHTTPClient returns a client for the API at baseURL (such as
-// http://localhost:8090) that authenticates with an operator token.
-func NewHTTPClient(baseURL, token string) *HTTPClient {
+// NewHTTPClient returns a client for the API at baseURLs — one URL (such as
+// http://localhost:8090) or several separated by commas — that
+// authenticates with token (an operator token, or the cluster secret for
+// node-to-node calls).
+func NewHTTPClient(baseURLs, token string) *HTTPClient {
+	var bases []string
+	for _, b := range strings.Split(baseURLs, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			if !strings.Contains(b, "://") {
+				b = "http://" + b
+			}
+			bases = append(bases, strings.TrimSuffix(b, "/"))
+		}
+	}
 	return &HTTPClient{
-		base:  strings.TrimSuffix(baseURL, "/"),
+		bases: bases,
 		token: token,
 		hc:    &http.Client{Timeout: DefaultClientTimeout},
+		retry: DefaultRetryFor,
 	}
+}
+
+// withRetry sets how long calls keep failing over (0: one attempt per node).
+func (c *HTTPClient) withRetry(d time.Duration) *HTTPClient {
+	c.retry = d
+	return c
 }
 
 // Tenant is a tenant as the API returns it.
@@ -97,40 +127,109 @@ func (c *HTTPClient) CreateAdmin(ctx context.Context, id string, a Admin) error 
 	return c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/admins", a, nil)
 }
 
-// do sends one request; a non-2xx answer becomes a *cluster.Error with the
-// server's code and message.
+// do sends one request, failing over between nodes; a non-2xx answer
+// becomes a *cluster.Error with the server's code and message.
 func (c *HTTPClient) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if len(c.bases) == 0 {
+		return errors.New("no control-plane address given")
+	}
+	key := newRequestID()
+	deadline := time.Now().Add(c.retry)
+	var last error
+	for attempt := 0; ; attempt++ {
+		base := c.bases[attempt%len(c.bases)]
+		retry, err := c.attempt(ctx, base, method, path, key, body, out)
+		if !retry {
+			return err
+		}
+		last = err
+		if time.Now().After(deadline) {
+			return last
+		}
+		if attempt%len(c.bases) == len(c.bases)-1 {
+			select {
+			case <-ctx.Done():
+				return last
+			case <-time.After(retryPause):
+			}
+		}
+	}
+}
+
+// attempt sends the request to one node and reports whether another node
+// (or a later attempt) may succeed.
+func (c *HTTPClient) attempt(ctx context.Context, base, method, path, key string, body []byte, out any) (bool, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if in != nil {
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set(IdempotencyKeyHeader, newRequestID())
+	req.Header.Set(IdempotencyKeyHeader, key)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return ctx.Err() == nil, fmt.Errorf("%s %s%s: %w", method, base, path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		var e cluster.ErrorBody
-		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e) != nil || e.Code == "" {
-			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-		}
-		return &cluster.Error{Code: e.Code, Message: e.Message}
+		return resp.StatusCode == http.StatusServiceUnavailable, decodeErrorBody(resp)
 	}
 	if out == nil {
-		return nil
+		return false, nil
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return false, json.NewDecoder(resp.Body).Decode(out)
+}
+
+// UpdateTenantInput changes a tenant's display name or durability.
+type UpdateTenantInput struct {
+	Name       *string             `json:"name,omitempty"`
+	Durability *cluster.Durability `json:"durability,omitempty"`
+	Version    uint64              `json:"version,omitempty"`
+}
+
+// UpdateTenant changes a tenant.
+func (c *HTTPClient) UpdateTenant(ctx context.Context, id string, in UpdateTenantInput) (Tenant, error) {
+	var t Tenant
+	err := c.do(ctx, http.MethodPatch, "/api/cp/tenants/"+url.PathEscape(id), in, &t)
+	return t, err
+}
+
+// GetTenantStrong reads a tenant on the leader, after every write
+// acknowledged before the call.
+func (c *HTTPClient) GetTenantStrong(ctx context.Context, id string) (Tenant, error) {
+	var t Tenant
+	err := c.do(ctx, http.MethodGet, "/api/cp/tenants/"+url.PathEscape(id)+"?consistency=strong", nil, &t)
+	return t, err
+}
+
+// RaftStatus returns the Raft status of the node that answers.
+func (c *HTTPClient) RaftStatus(ctx context.Context) (RaftStatus, error) {
+	var st RaftStatus
+	err := c.do(ctx, http.MethodGet, "/api/cp/raft/status", nil, &st)
+	return st, err
+}
+
+// RemoveNode removes a control-plane node from the cluster.
+func (c *HTTPClient) RemoveNode(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/api/cp/raft/remove", RemoveRequest{ID: id}, nil)
+}
+
+// Join asks the cluster to add a node (authenticated with the cluster
+// secret or an operator token).
+func (c *HTTPClient) Join(ctx context.Context, req JoinRequest) error {
+	return c.do(ctx, http.MethodPost, "/api/cp/raft/join", req, nil)
 }

@@ -53,6 +53,18 @@ type Config struct {
 	// PublicURL is the tenant URL template ("{tenant}" is replaced) shown
 	// in API responses.
 	PublicURL string
+	// APIAddr is the host:port where the other control-plane nodes reach
+	// this node's platform API. The leader publishes it, so followers can
+	// forward writes to it.
+	APIAddr string
+	// ClusterSecret authenticates nodes to each other (joining the cluster).
+	ClusterSecret string
+	// Join lists platform API URLs of existing members; a node started with
+	// Raft.Join asks them to add it until one does.
+	Join []string
+	// Disk configures free-space monitoring and Badger value-log GC. A zero
+	// Dir disables it.
+	Disk store.DiskConfig
 	// Logger receives the control plane's logs.
 	Logger *slog.Logger
 }
@@ -94,6 +106,10 @@ func (c Config) Validate() error {
 		return errors.New("control plane: MaxBodyBytes must be positive")
 	case c.AdminToken != "" && len(c.AdminToken) < 16:
 		return errors.New("control plane: AdminToken must be at least 16 characters")
+	case c.Raft.Join && len(c.Join) == 0:
+		return errors.New("control plane: Join must list at least one member's API URL when Raft.Join is set")
+	case c.Raft.Join && c.ClusterSecret == "":
+		return errors.New("control plane: ClusterSecret is required to join a cluster")
 	case c.Logger == nil:
 		return errors.New("control plane: Logger is required")
 	}
@@ -116,8 +132,10 @@ type ControlPlane struct {
 	store   *store.Store
 	objects storage.ObjectStore
 	raft    *raft.Node
+	disk    *store.DiskManager
 	prov    Provisioner
 	logger  *slog.Logger
+	proxy   *leaderProxy
 
 	generatedToken string
 
@@ -135,37 +153,102 @@ func New(cfg Config, st *store.Store, objects storage.ObjectStore) (*ControlPlan
 	if cfg.Raft.NodeID == "" {
 		cfg.Raft.NodeID = cfg.NodeID
 	}
-	return &ControlPlane{
+	c := &ControlPlane{
 		cfg:     cfg,
 		store:   st,
 		objects: objects,
 		logger:  cfg.Logger.With("component", "controlplane", "node", cfg.NodeID),
 		quit:    make(chan struct{}),
-	}, nil
+	}
+	c.proxy = newLeaderProxy(c)
+	return c, nil
 }
 
 // SetProvisioner sets the tenant-node side of registry changes. Call it
 // before Start.
 func (c *ControlPlane) SetProvisioner(p Provisioner) { c.prov = p }
 
-// Start starts Raft, waits for a leader (bounded by ctx), makes sure an
-// operator token exists, and starts the purger.
+// Start starts Raft (joining the cluster through Config.Join when asked),
+// waits for a leader (bounded by ctx), and starts the background work: the
+// leader's duties, the purger and the disk manager. When this node leads at
+// start, the initial operator token exists when Start returns.
 func (c *ControlPlane) Start(ctx context.Context) error {
 	node, err := raft.New(c.cfg.Raft, c.store, c.logger)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	c.raft = node
+	if c.cfg.Disk.Dir != "" {
+		c.disk = c.store.NewDiskManager(c.cfg.Disk)
+		c.goBackground(c.disk.Run)
+	}
+	if c.cfg.Raft.Join && !node.IsMember() {
+		if err := c.join(ctx); err != nil {
+			return err
+		}
+	}
 	if err := node.WaitForLeader(ctx); err != nil {
 		return fmt.Errorf("wait for raft leader: %w", err)
 	}
 	if node.IsLeader() {
-		if err := c.ensureOperatorToken(ctx); err != nil {
+		if err := c.onLeader(ctx); err != nil {
 			return err
 		}
 	}
-	c.wg.Add(1)
-	go c.purger()
+	c.goBackground(c.leadership)
+	c.goBackground(c.purger)
+	return nil
+}
+
+// goBackground runs fn until Stop.
+func (c *ControlPlane) goBackground(fn func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); <-c.quit; cancel() }()
+	go func() { defer c.wg.Done(); fn(ctx) }()
+}
+
+// leadership does the leader's duties each time this node becomes leader.
+func (c *ControlPlane) leadership(ctx context.Context) {
+	changes := c.raft.LeadershipChanges()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case leader, ok := <-changes:
+			if !ok {
+				return
+			}
+			if leader {
+				if err := c.onLeader(ctx); err != nil {
+					c.logger.Warn("leader duties", "error", err)
+				}
+			}
+		}
+	}
+}
+
+// onLeader publishes this node's API address (followers forward writes to
+// it) and creates the initial operator token if there is none.
+func (c *ControlPlane) onLeader(ctx context.Context) error {
+	if err := c.publishSelf(ctx); err != nil {
+		return err
+	}
+	return c.ensureOperatorToken(ctx)
+}
+
+// publishSelf records this node's addresses in the registry if they changed.
+func (c *ControlPlane) publishSelf(ctx context.Context) error {
+	self := cluster.Member{ID: c.cfg.NodeID, RaftAddr: c.raft.Addr(), APIAddr: c.cfg.APIAddr}
+	if self.APIAddr == "" {
+		self.APIAddr = self.RaftAddr // single node: nobody forwards to it
+	}
+	if m, err := c.store.Member(self.ID); err == nil && m == self {
+		return nil
+	}
+	if _, err := c.apply(ctx, store.CmdSetMember, "", store.SetMember{Member: self}); err != nil {
+		return fmt.Errorf("publish member %s: %w", self.ID, err)
+	}
 	return nil
 }
 
@@ -186,15 +269,32 @@ func (c *ControlPlane) Stop(ctx context.Context) error {
 // AdminTokenFile, or "" when none was created.
 func (c *ControlPlane) GeneratedToken() string { return c.generatedToken }
 
-// Ready reports whether this node knows a leader.
+// maxApplyLag is how far this node's applied index may trail the commit
+// index and still count as ready.
+const maxApplyLag = 1000
+
+// Ready reports whether this node knows a leader and has applied nearly
+// everything committed.
 func (c *ControlPlane) Ready(ctx context.Context) error {
 	if c.raft == nil {
 		return errors.New("raft not started")
 	}
-	if id, _ := c.raft.Leader(); id == "" {
+	st := c.raft.Status()
+	if st.LeaderID == "" {
 		return errors.New("no raft leader")
 	}
+	if st.CommitIndex > st.AppliedIndex+maxApplyLag {
+		return fmt.Errorf("applied index %d trails commit index %d", st.AppliedIndex, st.CommitIndex)
+	}
 	return nil
+}
+
+// DiskReady reports whether the data volume has enough free space.
+func (c *ControlPlane) DiskReady(ctx context.Context) error {
+	if c.disk == nil {
+		return nil
+	}
+	return c.disk.Check(ctx)
 }
 
 // ensureOperatorToken creates the initial operator token when there is none.
@@ -306,17 +406,16 @@ func (c *ControlPlane) tenantURL(id string) string {
 
 // purger removes, on the leader, the data and then the record of tenants
 // whose grace period is over.
-func (c *ControlPlane) purger() {
-	defer c.wg.Done()
+func (c *ControlPlane) purger(ctx context.Context) {
 	t := time.NewTicker(c.cfg.PurgeInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-c.quit:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 			if c.raft.IsLeader() {
-				c.purgeExpired(context.Background())
+				c.purgeExpired(ctx)
 			}
 		}
 	}

@@ -55,7 +55,7 @@ func TestServe_BadInput(t *testing.T) {
 		{"body over the limit", "POST", "/api/cp/tenants", `{"id":"newone","name":"` + strings.Repeat("x", 70<<10) + `"}`, nil, 413, "body_too_large"},
 		{"unknown route", "GET", "/api/cp/nope", "", nil, 404, "not_found"},
 		{"wrong method", "PUT", "/api/cp/tenants", tenantBody("newone"), nil, 405, "method_not_allowed"},
-		{"wrong method on a tenant", "PATCH", "/api/cp/tenants/acme", `{}`, nil, 405, "method_not_allowed"},
+		{"wrong method on a tenant", "PUT", "/api/cp/tenants/acme", `{}`, nil, 405, "method_not_allowed"},
 		{"invalid id in path", "GET", "/api/cp/tenants/ACME", "", nil, 400, "invalid_tenant_id"},
 		{"encoded traversal in path", "GET", "/api/cp/tenants/%2e%2e", "", nil, 400, "invalid_tenant_id"},
 		{"encoded slash in path", "DELETE", "/api/cp/tenants/..%2facme", "", nil, 400, "invalid_tenant_id"},

@@ -53,15 +53,24 @@ func freePort(t *testing.T) string {
 	return port
 }
 
-// startProc runs 'pbe serve' and waits until it is ready.
+// startProc runs 'pbe serve' all-in-one and waits until it is ready.
 func startProc(t *testing.T, dir, port string) *proc {
+	t.Helper()
+	p := launchProc(t, dir, port, []string{"--replication-interval", "100ms"}, []string{"PBE_ADMIN_TOKEN="})
+	p.waitReady()
+	return p
+}
+
+// launchProc runs 'pbe serve' with extra flags and environment.
+func launchProc(t *testing.T, dir, port string, args, env []string) *proc {
 	t.Helper()
 	bin, err := pbeBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:"+port, "--dir", dir, "--replication-interval", "100ms", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "PBE_ADMIN_TOKEN=")
+	args = append([]string{"serve", "--http", "127.0.0.1:" + port, "--dir", dir, "--log-level", "warn"}, args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	p := &proc{t: t, cmd: cmd, port: port, dir: dir, stdout: &strings.Builder{}, exited: make(chan error, 1)}
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
@@ -75,20 +84,30 @@ func startProc(t *testing.T, dir, port string) *proc {
 		_ = cmd.Process.Kill()
 		<-p.exited
 	})
-	client := loopbackClient(port)
+	return p
+}
+
+// waitReady waits until the process answers /readyz with 200.
+func (p *proc) waitReady() {
+	p.t.Helper()
+	client := loopbackClient(p.port)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := client.Get("http://localhost:" + port + "/readyz")
+		resp, err := client.Get("http://localhost:" + p.port + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pbe did not become ready; output:\n%s", p.output())
+			p.t.Fatalf("pbe did not become ready; output:\n%s", p.output())
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-p.exited:
+			p.t.Fatalf("pbe exited; output:\n%s", p.output())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

@@ -33,7 +33,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newTenantCmd())
+	root.AddCommand(newServeCmd(), newTenantCmd(), newClusterCmd())
 	return root
 }
 

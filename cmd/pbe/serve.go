@@ -1,29 +1,23 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/controlplane"
+	"github.com/pbe/pbe/controlplane/raft"
 	"github.com/pbe/pbe/controlplane/store"
 	"github.com/pbe/pbe/gateway"
-	"github.com/pbe/pbe/health"
-	"github.com/pbe/pbe/storage"
 	_ "github.com/pbe/pbe/storage/file" // file:// object stores
 	"github.com/pbe/pbe/tenantnode"
 )
@@ -48,6 +42,15 @@ type serveOptions struct {
 	purgeInterval       time.Duration // not a flag: how often deleted tenants past their grace are purged
 	logLevel            string
 	logFormat           string
+
+	// Control-plane cluster.
+	advertiseHTTP string
+	raftBind      string
+	raftAdvertise string
+	raftPeers     string
+	join          string
+	clusterSecret string
+	minFreeDisk   byteSize
 }
 
 func defaultServeOptions() serveOptions {
@@ -67,6 +70,7 @@ func defaultServeOptions() serveOptions {
 		purgeInterval:       controlplane.DefaultPurgeInterval,
 		logLevel:            "info",
 		logFormat:           "text",
+		minFreeDisk:         store.DefaultMinFreeBytes,
 	}
 }
 
@@ -81,7 +85,13 @@ Every flag can also be set with an environment variable (PBE_ and the flag
 name in capitals with underscores: --max-tenants is PBE_MAX_TENANTS) or in a
 config file given with --config (YAML or JSON, keys are the flag names).
 Precedence: flags, then environment, then config file, then defaults.
-PBE_ADMIN_TOKEN sets the initial operator token (environment only).`,
+PBE_ADMIN_TOKEN sets the initial operator token (environment only); it
+must be the same on every control-plane node of a cluster.
+
+Modes: all-in-one (the default) runs everything on one port. control-plane
+runs a control-plane node; several form a Raft cluster with --raft-bind and
+the same --raft-peers on each, or a new node joins a running cluster with
+--join.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnvAndFile(cmd.Flags(), o.configFile); err != nil {
@@ -92,7 +102,7 @@ PBE_ADMIN_TOKEN sets the initial operator token (environment only).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.configFile, "config", "", "config file (YAML or JSON; keys are these flag names)")
-	f.StringVar(&o.mode, "mode", o.mode, "role to run: all-in-one")
+	f.StringVar(&o.mode, "mode", o.mode, "role to run: all-in-one or control-plane")
 	f.StringVar(&o.httpAddr, "http", o.httpAddr, "address to serve HTTP on")
 	f.StringVar(&o.dir, "dir", o.dir, "data directory (control-plane state, tenant cache, admin.token)")
 	f.StringVar(&o.objects, "objects", "", "object store URL where tenants are durable (default file://{dir}/objects)")
@@ -108,6 +118,13 @@ PBE_ADMIN_TOKEN sets the initial operator token (environment only).`,
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", o.shutdownTimeout, "how long a graceful stop may take")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", o.logFormat, "text or json")
+	f.StringVar(&o.advertiseHTTP, "advertise-http", "", "host:port other control-plane nodes reach this node's API at (default --http)")
+	f.StringVar(&o.raftBind, "raft-bind", "", "host:port for Raft traffic between control-plane nodes (empty: single node, no Raft port)")
+	f.StringVar(&o.raftAdvertise, "raft-advertise", "", "host:port peers reach this node's Raft port at (default --raft-bind)")
+	f.StringVar(&o.raftPeers, "raft-peers", "", "initial control-plane voters as id=host:port,... (the same on every node; used once, to bootstrap)")
+	f.StringVar(&o.join, "join", "", "join a running cluster through these control-plane API URLs (comma-separated)")
+	f.StringVar(&o.clusterSecret, "cluster-secret", "", "secret shared by all nodes; authenticates Raft traffic and joins (prefer the env PBE_CLUSTER_SECRET)")
+	f.Var(&o.minFreeDisk, "min-free-disk", "free space on the data volume below which the control plane refuses writes (507)")
 	return cmd
 }
 
@@ -117,8 +134,17 @@ func (o *serveOptions) validate() error {
 	if err != nil {
 		return err
 	}
-	if mode != cluster.ModeAllInOne {
-		return fmt.Errorf("--mode=%s is not available in this build; use --mode=all-in-one", mode)
+	switch mode {
+	case cluster.ModeAllInOne:
+		if o.raftBind != "" || o.raftPeers != "" || o.join != "" {
+			return errors.New("--raft-bind, --raft-peers and --join need --mode=control-plane (all-in-one runs a single control-plane node)")
+		}
+	case cluster.ModeControlPlane:
+		if err := o.validateCluster(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("--mode=%s is not available in this build; use all-in-one or control-plane", mode)
 	}
 	if _, _, err := net.SplitHostPort(o.httpAddr); err != nil {
 		return fmt.Errorf("--http %q: want host:port, e.g. 127.0.0.1:8090", o.httpAddr)
@@ -140,6 +166,47 @@ func (o *serveOptions) validate() error {
 		return fmt.Errorf("--log-format %q: want text or json", o.logFormat)
 	}
 	return nil
+}
+
+// validateCluster checks the control-plane cluster flags.
+func (o *serveOptions) validateCluster() error {
+	clustered := o.raftPeers != "" || o.join != ""
+	switch {
+	case clustered && o.raftBind == "":
+		return errors.New("--raft-peers and --join need --raft-bind (the host:port for Raft traffic)")
+	case o.raftPeers != "" && o.join != "":
+		return errors.New("give either --raft-peers (bootstrap a new cluster) or --join (join a running one), not both")
+	case o.raftBind != "" && len(o.clusterSecret) < 16:
+		return errors.New("--cluster-secret (or PBE_CLUSTER_SECRET) of at least 16 characters is required with --raft-bind")
+	}
+	if _, err := parsePeers(o.raftPeers); err != nil {
+		return err
+	}
+	if o.advertiseHTTP == "" {
+		host, _, _ := net.SplitHostPort(o.httpAddr)
+		if ip := net.ParseIP(host); clustered && (host == "" || (ip != nil && ip.IsUnspecified())) {
+			return fmt.Errorf("--http %s listens on every interface: give --advertise-http, the host:port other nodes reach this API at", o.httpAddr)
+		}
+	} else if _, _, err := net.SplitHostPort(o.advertiseHTTP); err != nil {
+		return fmt.Errorf("--advertise-http %q: want host:port", o.advertiseHTTP)
+	}
+	return nil
+}
+
+// parsePeers reads --raft-peers: id=host:port,id=host:port.
+func parsePeers(s string) ([]raft.Peer, error) {
+	var peers []raft.Peer
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(part, "=")
+		if _, _, err := net.SplitHostPort(addr); !ok || id == "" || err != nil {
+			return nil, fmt.Errorf("--raft-peers: %q is not id=host:port", part)
+		}
+		peers = append(peers, raft.Peer{ID: id, Addr: addr})
+	}
+	return peers, nil
 }
 
 // portSuffix is ":port" of addr unless it is HTTP's default.
@@ -166,229 +233,4 @@ func newLogger(o serveOptions, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// platform is the all-in-one process: its parts, in start order.
-type platform struct {
-	store    *store.Store
-	cp       *controlplane.ControlPlane
-	node     *tenantnode.Manager
-	server   *http.Server
-	listener net.Listener
-}
-
-func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error {
-	if err := o.validate(); err != nil {
-		return usageError{err}
-	}
-	logger := newLogger(o, stderr)
-	slog.SetDefault(logger)
-	raiseFileLimit(logger)
-
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ln, err := net.Listen("tcp", o.httpAddr)
-	if err != nil {
-		return err
-	}
-	p, err := startPlatform(ctx, &o, ln, logger)
-	if err != nil {
-		return err
-	}
-	printBanner(stdout, o, p.cp.GeneratedToken())
-
-	errc := make(chan error, 1)
-	go func() { errc <- p.server.Serve(p.listener) }()
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
-	case err = <-errc:
-		logger.Error("http server stopped", "error", err)
-	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	if e := p.stop(stopCtx); e != nil && err == nil {
-		err = e
-	}
-	if err == nil {
-		logger.Info("stopped")
-	}
-	return err
-}
-
-// startPlatform opens every part behind listener ln; on failure it stops
-// what it started (ln included).
-func startPlatform(ctx context.Context, o *serveOptions, ln net.Listener, logger *slog.Logger) (_ *platform, err error) {
-	p := &platform{listener: ln}
-	o.httpAddr = ln.Addr().String()
-	if o.publicURL == "" {
-		o.publicURL = "http://{tenant}." + o.domain + portSuffix(o.httpAddr)
-	}
-	logger.Info("starting pbe", "version", version, "mode", o.mode, "http", o.httpAddr, "dir", o.dir, "objects", o.objects, "domain", o.domain,
-		"public_url", o.publicURL, "max_tenants", o.maxTenants, "idle_timeout", o.idleTimeout,
-		"allow_tenant_header", o.allowTenantHeader, "max_body", o.maxBody.String(), "delete_grace", o.deleteGrace,
-		"admin_token_from_env", os.Getenv("PBE_ADMIN_TOKEN") != "")
-	defer func() {
-		if err != nil {
-			_ = p.stop(context.Background())
-		}
-	}()
-	objects, err := storage.Open(ctx, o.objects)
-	if err != nil {
-		return nil, err
-	}
-	cpDir := filepath.Join(o.dir, "control-plane")
-	if p.store, err = store.Open(filepath.Join(cpDir, "state"), logger); err != nil {
-		return nil, fmt.Errorf("open control-plane store: %w", err)
-	}
-	cpCfg := controlplane.DefaultConfig()
-	cpCfg.NodeID = o.nodeID
-	cpCfg.Raft.Dir = filepath.Join(cpDir, "raft")
-	cpCfg.AdminToken = os.Getenv("PBE_ADMIN_TOKEN")
-	cpCfg.AdminTokenFile = filepath.Join(o.dir, "admin.token")
-	cpCfg.DeleteGrace = o.deleteGrace
-	cpCfg.PurgeInterval = o.purgeInterval
-	cpCfg.PublicURL = o.publicURL
-	cpCfg.Logger = logger
-	if p.cp, err = controlplane.New(cpCfg, p.store, objects); err != nil {
-		return nil, err
-	}
-
-	tnCfg := tenantnode.DefaultConfig()
-	tnCfg.NodeID = o.nodeID
-	tnCfg.DataDir = o.dir
-	tnCfg.MaxTenants = o.maxTenants
-	tnCfg.IdleTimeout = o.idleTimeout
-	tnCfg.PublicURL = o.publicURL
-	tnCfg.Replication.MonitorInterval = o.replicationInterval
-	tnCfg.Replication.SyncInterval = o.replicationInterval
-	tnCfg.Logger = logger
-	if p.node, err = tenantnode.NewManager(tnCfg, objects, p.cp); err != nil {
-		return nil, err
-	}
-	p.cp.SetProvisioner(p.node)
-
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := p.cp.Start(startCtx); err != nil {
-		return nil, err
-	}
-	if err := p.node.Start(startCtx); err != nil {
-		return nil, err
-	}
-
-	checks := health.New()
-	checks.Add("control_plane", p.cp.Ready)
-	checks.Add("object_store", objects.Ping)
-	checks.Add("tenant_node", func(context.Context) error { return p.node.Ready() })
-
-	gwCfg := gateway.DefaultConfig()
-	gwCfg.Domain = o.domain
-	gwCfg.AllowTenantHeader = o.allowTenantHeader
-	gwCfg.MaxBodyBytes = int64(o.maxBody)
-	gwCfg.Logger = logger
-	gw, err := gateway.New(gwCfg, baseHandler(p.cp.Handler(), checks), p.node)
-	if err != nil {
-		return nil, err
-	}
-	p.server = &http.Server{
-		Handler:           gw,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-	}
-	return p, nil
-}
-
-// stop shuts the parts down in reverse order: no new connections, tenants
-// stopped (realtime streams end, final sync), then the control plane.
-func (p *platform) stop(ctx context.Context) error {
-	var errs []error
-	shutdownDone := make(chan struct{})
-	if p.server != nil {
-		go func() {
-			defer close(shutdownDone)
-			if err := p.server.Shutdown(ctx); err != nil {
-				_ = p.server.Close()
-			}
-		}()
-	} else {
-		close(shutdownDone)
-	}
-	if p.listener != nil {
-		p.listener.Close() // in case Serve never ran
-	}
-	if p.node != nil {
-		if err := p.node.Stop(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("stop tenant node: %w", err))
-		}
-	}
-	<-shutdownDone
-	if p.cp != nil {
-		if err := p.cp.Stop(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("stop control plane: %w", err))
-		}
-	}
-	if p.store != nil {
-		if err := p.store.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close control-plane store: %w", err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// baseHandler serves the base domain: the platform API and health.
-func baseHandler(api http.Handler, checks *health.Checker) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/api/cp/", api)
-	mux.Handle("GET /healthz", health.LiveHandler())
-	mux.Handle("GET /readyz", checks.ReadyHandler())
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		fmt.Fprint(w, `{"name":"pbe","api":"/api/cp/","health":"/healthz","ready":"/readyz"}`+"\n")
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		cluster.WriteJSONError(w, http.StatusNotFound, cluster.ErrorBody{
-			Code: "not_found", Message: "no such page on the platform host; tenants are served at {tenant}." + hostOnly(r.Host),
-		})
-	})
-	return mux
-}
-
-func hostOnly(h string) string {
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		return host
-	}
-	return h
-}
-
-func printBanner(w io.Writer, o serveOptions, token string) {
-	base := "http://" + o.domain + portSuffix(o.httpAddr)
-	tokenFile := filepath.Join(o.dir, "admin.token")
-	fmt.Fprintf(w, "pbe %s is serving on http://%s\n", o.mode, o.httpAddr)
-	fmt.Fprintf(w, "  platform API:  %s/api/cp/  (Authorization: Bearer <operator token>)\n", base)
-	fmt.Fprintf(w, "  tenants:       %s/api/  (admin UI: %s/_/)\n", o.publicURL, o.publicURL)
-	if token != "" {
-		fmt.Fprintf(w, "\nOperator token (shown once; saved to %s):\n  %s\n", tokenFile, token)
-	}
-	fmt.Fprintf(w, "\nCreate a tenant:\n  curl -X POST %s/api/cp/tenants -H \"Authorization: Bearer $(cat %s)\" \\\n"+
-		"    -H 'Content-Type: application/json' -d '{\"id\":\"acme\",\"admin\":{\"email\":\"admin@acme.test\",\"password\":\"change-me-now\"}}'\n"+
-		"  or: pbe tenant create acme --admin-email admin@acme.test --admin-password change-me-now\n", base, tokenFile)
-}
-
-// raiseFileLimit lifts the soft open-file limit to the hard one: every
-// active tenant holds a few SQLite files open.
-func raiseFileLimit(logger *slog.Logger) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			logger.Warn("could not raise the open-file limit", "error", err)
-			return
-		}
-	}
-	logger.Debug("open-file limit", "limit", strconv.FormatUint(lim.Cur, 10))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -72,6 +73,15 @@ func (n *Node) Barrier(ctx context.Context) error {
 
 // AddVoter adds (or re-addresses) a voting member; only on the leader. It
 // returns once the new configuration is committed.
+//
+// Unless id is already a voter at addr, it first connects to addr through
+// the transport and refuses, without changing the configuration, a node it
+// cannot reach (wrapping cluster.ErrUnavailable), one that fails the
+// handshake (wrapping ErrHandshakeFailed, and ErrClusterMismatch for a
+// node of another cluster) or one whose node id is not id
+// (cluster.ErrInvalidInput): a voter that can never answer would only
+// lower the cluster's tolerance of failures, and a single node adding one
+// would stall. With the in-memory transport it refuses every peer.
 func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 	if id == "" || addr == "" {
 		return cluster.Errorf(cluster.ErrInvalidInput, "add voter: id and addr are required")
@@ -81,11 +91,37 @@ func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 	if n.raft.State() != raft.Leader {
 		return fmt.Errorf("add voter %s: %w", id, n.notLeader())
 	}
+	if err := n.checkNewVoter(ctx, id, addr); err != nil {
+		return fmt.Errorf("add voter %s: %w", id, err)
+	}
 	f := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.timeout(ctx))
 	if err := waitFuture(ctx, f); err != nil {
 		return n.proposalError("add voter "+id, err)
 	}
 	n.logger.Info("added voter", "peer", id, "peer_addr", addr)
+	return nil
+}
+
+// checkNewVoter connects to addr through the transport (handshake
+// included) to see that the node there can become voter id.
+func (n *Node) checkNewVoter(ctx context.Context, id, addr string) error {
+	if slices.Contains(n.Members(), Peer{ID: id, Addr: addr}) {
+		return nil
+	}
+	if n.stream == nil {
+		return cluster.Errorf(cluster.ErrInvalidInput, "%v", errNoStreamLayer)
+	}
+	conn, err := n.stream.Dial(raft.ServerAddress(addr), min(n.cfg.TransportTimeout, n.timeout(ctx)))
+	if errors.Is(err, ErrHandshakeFailed) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w (%w)", addr, err, cluster.ErrUnavailable)
+	}
+	defer conn.Close()
+	if peer, ok := peerID(conn); ok && peer != id {
+		return cluster.Errorf(cluster.ErrInvalidInput, "the node at %s is %q, not %q", addr, peer, id)
+	}
 	return nil
 }
 

@@ -15,6 +15,13 @@ import (
 // the same peers.
 func startCluster(t *testing.T, n int) []*testNode {
 	t.Helper()
+	return startClusterWith(t, n, nil)
+}
+
+// startClusterWith is startCluster with each node's config passed through
+// edit (if not nil) before it starts.
+func startClusterWith(t *testing.T, n int, edit func(*Config)) []*testNode {
+	t.Helper()
 	addrs := freeAddrs(t, n)
 	var peers []Peer
 	for i, addr := range addrs {
@@ -25,6 +32,9 @@ func startCluster(t *testing.T, n int) []*testNode {
 		cfg := testConfig(t, peers[i].ID, t.TempDir())
 		cfg.BindAddr = peers[i].Addr
 		cfg.Peers = peers
+		if edit != nil {
+			edit(&cfg)
+		}
 		nodes[i] = startNode(t, cfg)
 	}
 	return nodes
@@ -94,6 +104,14 @@ func TestCluster_ThreeNodes(t *testing.T) {
 			id := nodes[0].node.ClusterID()
 			return id != "" && nodes[1].node.ClusterID() == id && nodes[2].node.ClusterID() == id
 		})
+	})
+	t.Run("Members lists the three voters everywhere", func(t *testing.T) {
+		want := nodes[0].cfg.Peers
+		for _, tn := range nodes {
+			if got := tn.node.Members(); !slices.Equal(got, want) {
+				t.Errorf("Members on %s: got %v, want %v", tn.cfg.NodeID, got, want)
+			}
+		}
 	})
 	t.Run("status lists three voters", func(t *testing.T) {
 		st := leader.node.Status()

@@ -3,10 +3,14 @@ package raft
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Peer is a voter of the cluster: its node id and its Raft address
@@ -38,6 +42,23 @@ type Config struct {
 	// Join starts the node without bootstrapping: it waits to be added to an
 	// existing cluster with AddVoter. Peers must be empty.
 	Join bool
+	// ClusterSecret authenticates the nodes of a cluster to each other: every
+	// TCP connection starts with a handshake in which both sides prove they
+	// know it (see the package doc). Required with BindAddr, at least
+	// MinClusterSecretLen bytes, the same on every node. Draw it at random
+	// (say 32 random bytes, hex-encoded): a recorded handshake lets a
+	// guessable secret be guessed offline. The in-memory transport does not
+	// use it. String and LogValue redact it.
+	ClusterSecret string
+	// WrapStreamLayer, if set, wraps the TCP transport's stream layer: raft
+	// dials and accepts through the layer it returns, which must keep the
+	// wrapped layer's Addr. What it wraps dials and accepts only
+	// connections that passed the handshake. It is for tests (injecting
+	// network faults) and for adding TLS on top of the handshake (a TLS
+	// connection should expose the authenticated one with NetConn, as
+	// tls.Conn does, so AddVoter can check the peer's node id). Unused by
+	// the in-memory transport.
+	WrapStreamLayer func(raft.StreamLayer) raft.StreamLayer
 
 	// HeartbeatTimeout is how long a follower goes without contact from the
 	// leader before it starts an election.
@@ -57,8 +78,15 @@ type Config struct {
 	// SnapshotThreshold is how many new log entries trigger a snapshot.
 	SnapshotThreshold uint64
 	// TrailingLogs is how many entries are kept after a snapshot, so a
-	// follower that is a little behind catches up from the log.
+	// follower that is a little behind catches up from the log. It is a
+	// minimum: raft-wal drops entries a whole segment at a time (see
+	// LogSegmentSize) and serves every entry of a segment it keeps.
 	TrailingLogs uint64
+	// LogSegmentSize is the size in bytes at which raft-wal starts a new
+	// segment file of the log. Compaction removes whole segments only, so
+	// up to one segment more than TrailingLogs stays on disk and is sent to
+	// lagging followers instead of a snapshot.
+	LogSegmentSize int
 	// SnapshotRetain is how many snapshots are kept on disk.
 	SnapshotRetain int
 	// TransportTimeout bounds one Raft RPC (other than snapshot install).
@@ -84,15 +112,18 @@ const (
 	DefaultSnapshotThreshold = 8192
 	DefaultTrailingLogs      = 10240
 	DefaultSnapshotRetain    = 2
-	DefaultTransportTimeout  = 10 * time.Second
-	DefaultMaxPool           = 3
-	DefaultApplyTimeout      = 10 * time.Second
+	// DefaultLogSegmentSize is raft-wal's own default.
+	DefaultLogSegmentSize   = 64 << 20
+	DefaultTransportTimeout = 10 * time.Second
+	DefaultMaxPool          = 3
+	DefaultApplyTimeout     = 10 * time.Second
 )
 
 // Limits on Config values.
 const (
-	maxNodeIDLen   = 128
-	minRaftTimeout = 5 * time.Millisecond
+	maxNodeIDLen      = 128
+	minRaftTimeout    = 5 * time.Millisecond
+	minLogSegmentSize = 4 << 10
 )
 
 // DefaultConfig returns a Config with the defaults above, the in-memory
@@ -107,6 +138,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  DefaultSnapshotThreshold,
 		TrailingLogs:       DefaultTrailingLogs,
 		SnapshotRetain:     DefaultSnapshotRetain,
+		LogSegmentSize:     DefaultLogSegmentSize,
 		TransportTimeout:   DefaultTransportTimeout,
 		MaxPool:            DefaultMaxPool,
 		ApplyTimeout:       DefaultApplyTimeout,
@@ -120,7 +152,7 @@ func configError(field, format string, args ...any) error {
 
 // Validate reports the first invalid field; its error names it.
 func (c Config) Validate() error {
-	for _, check := range []func() error{c.validateIdentity, c.validateAddrs, c.validatePeers, c.validateTimings} {
+	for _, check := range []func() error{c.validateIdentity, c.validateAddrs, c.validateSecret, c.validatePeers, c.validateTimings} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -172,6 +204,18 @@ func (c Config) validateAddrs() error {
 	return nil
 }
 
+func (c Config) validateSecret() error {
+	switch {
+	case c.BindAddr == "":
+		return nil
+	case c.ClusterSecret == "":
+		return configError("ClusterSecret", "required with BindAddr: the TCP transport admits only nodes that know it")
+	case len(c.ClusterSecret) < MinClusterSecretLen:
+		return configError("ClusterSecret", "%d bytes, at least %d required", len(c.ClusterSecret), MinClusterSecretLen)
+	}
+	return nil
+}
+
 func (c Config) validatePeers() error {
 	if c.Join && len(c.Peers) > 0 {
 		return configError("Peers", "must be empty with Join (a joining node is added by the leader)")
@@ -215,6 +259,8 @@ func (c Config) validateTimings() error {
 		return configError("SnapshotThreshold", "must be positive")
 	case c.SnapshotRetain < 1:
 		return configError("SnapshotRetain", "must be at least 1")
+	case c.LogSegmentSize < minLogSegmentSize || c.LogSegmentSize > math.MaxUint32:
+		return configError("LogSegmentSize", "%d bytes, want %d to %d", c.LogSegmentSize, minLogSegmentSize, math.MaxUint32)
 	case c.TransportTimeout <= 0:
 		return configError("TransportTimeout", "must be positive")
 	case c.MaxPool < 1:
@@ -250,3 +296,18 @@ func unspecified(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsUnspecified()
 }
+
+// redactedConfig has Config's fields but not its methods, so String can
+// format it without calling itself.
+type redactedConfig Config
+
+// String formats the config with ClusterSecret redacted.
+func (c Config) String() string {
+	if c.ClusterSecret != "" {
+		c.ClusterSecret = "REDACTED"
+	}
+	return fmt.Sprintf("%+v", redactedConfig(c))
+}
+
+// LogValue logs the config as String does, with ClusterSecret redacted.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ func TestConfig_Validate(t *testing.T) {
 	}
 	tcp := func(c Config) Config {
 		c.BindAddr = "127.0.0.1:7000"
+		c.ClusterSecret = testSecret
 		c.Peers = []Peer{{ID: "cp1", Addr: "127.0.0.1:7000"}, {ID: "cp2", Addr: "127.0.0.1:7001"}}
 		return c
 	}
@@ -34,7 +36,11 @@ func TestConfig_Validate(t *testing.T) {
 			c.BindAddr, c.AdvertiseAddr = "0.0.0.0:7000", "10.0.0.1:7000"
 			return c
 		}, ""},
-		{"join", func(c Config) Config { c.BindAddr, c.Join = "127.0.0.1:0", true; return c }, ""},
+		{"join", func(c Config) Config { c.BindAddr, c.Join, c.ClusterSecret = "127.0.0.1:0", true, testSecret; return c }, ""},
+		{"in-memory without a secret", func(c Config) Config { c.ClusterSecret = ""; return c }, ""},
+		{"tcp without a secret", func(c Config) Config { c = tcp(c); c.ClusterSecret = ""; return c }, "ClusterSecret"},
+		{"join without a secret", func(c Config) Config { c.BindAddr, c.Join = "127.0.0.1:0", true; return c }, "ClusterSecret"},
+		{"secret too short", func(c Config) Config { c = tcp(c); c.ClusterSecret = "0123456789abcde"; return c }, "ClusterSecret"},
 		{"no node id", func(c Config) Config { c.NodeID = ""; return c }, "NodeID"},
 		{"node id with a space", func(c Config) Config { c.NodeID = "cp 1"; return c }, "NodeID"},
 		{"no dir", func(c Config) Config { c.Dir = ""; return c }, "Dir"},
@@ -58,6 +64,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"commit timeout zero", func(c Config) Config { c.CommitTimeout = 0; return c }, "CommitTimeout"},
 		{"snapshot threshold zero", func(c Config) Config { c.SnapshotThreshold = 0; return c }, "SnapshotThreshold"},
 		{"snapshot retain zero", func(c Config) Config { c.SnapshotRetain = 0; return c }, "SnapshotRetain"},
+		{"log segment too small", func(c Config) Config { c.LogSegmentSize = 1024; return c }, "LogSegmentSize"},
 		{"apply timeout zero", func(c Config) Config { c.ApplyTimeout = 0; return c }, "ApplyTimeout"},
 	}
 	for _, tc := range tests {
@@ -72,6 +79,18 @@ func TestConfig_Validate(t *testing.T) {
 				t.Errorf("got %q, want it to name %s", err, tc.field)
 			}
 		})
+	}
+}
+
+func TestConfig_String(t *testing.T) {
+	c := DefaultConfig()
+	c.NodeID, c.ClusterSecret = "cp1", testSecret
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("config", "raft", c)
+	for name, out := range map[string]string{"String": c.String(), "%v": fmt.Sprintf("%v", c), "slog": buf.String()} {
+		if strings.Contains(out, testSecret) || !strings.Contains(out, "ClusterSecret:REDACTED") || !strings.Contains(out, "NodeID:cp1") {
+			t.Errorf("%s: got %q, want the config with ClusterSecret redacted", name, out)
+		}
 	}
 }
 

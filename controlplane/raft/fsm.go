@@ -23,8 +23,10 @@ import (
 var ErrSnapshotCorrupt = errors.New("snapshot is corrupt")
 
 // ErrClusterMismatch is wrapped by the error of a restore that refused a
-// snapshot from another cluster. The state is left unchanged.
-var ErrClusterMismatch = errors.New("snapshot belongs to another cluster")
+// snapshot from another cluster (the state is left unchanged), and by the
+// error of a transport handshake, hence of AddVoter, with a node of another
+// cluster.
+var ErrClusterMismatch = errors.New("cluster mismatch")
 
 // Snapshot frame: magic, cluster id (2-byte big-endian length, then the
 // bytes), the state machine's stream, then a trailer of the stream's length

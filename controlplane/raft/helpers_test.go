@@ -22,6 +22,10 @@ var _ CommandChecker = (*store.Store)(nil)
 // waitTimeout bounds every wait for the cluster to reach a state.
 const waitTimeout = 15 * time.Second
 
+// testSecret is the cluster secret of every test node that does not test
+// the secret itself.
+const testSecret = "test-cluster-secret-0123456789abcdef"
+
 var testTime = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
 // logBuffer collects a node's logs; safe for concurrent use.
@@ -70,6 +74,7 @@ func testConfig(t *testing.T, id, dir string) Config {
 	cfg := DefaultConfig()
 	cfg.NodeID = id
 	cfg.Dir = dir
+	cfg.ClusterSecret = testSecret
 	return cfg
 }
 

@@ -1,8 +1,8 @@
 // Package raft runs the control plane's Raft node: hashicorp/raft with
-// raft-wal as log and stable store, a file snapshot store, and a TCP
-// transport (or raft's in-memory transport for a single node). It is
-// generic: it drives a StateMachine (the control plane's store) and knows
-// nothing of commands.
+// raft-wal as log and stable store, a file snapshot store, and an
+// authenticated TCP transport (or raft's in-memory transport for a single
+// node). It is generic: it drives a StateMachine (the control plane's store)
+// and knows nothing of commands.
 //
 // Invariants:
 //
@@ -19,6 +19,27 @@
 //   - On start, raft restores the latest snapshot and replays the log after
 //     it; the state machine skips entries it has already applied. The state
 //     machine's own storage need not be durable: the log is.
+//   - Raft reads or writes nothing on a TCP connection before the handshake
+//     (handshake.go) has authenticated its peer: a fresh random nonce from
+//     each side, and an HMAC-SHA256 under Config.ClusterSecret from each side
+//     over both nonces, its node id and its cluster id. Without the secret
+//     nobody can vote, append entries or install a snapshot.
+//   - A node never exchanges entries with a node known to be of another
+//     cluster: the handshake refuses a peer whose cluster id differs from
+//     this node's, and AddVoter refuses a node it cannot authenticate. An
+//     empty id is accepted: a node waiting to join has none, and neither
+//     has a new cluster until its first leader has proposed one (see
+//     clusterid.go).
+//
+// The traffic after the handshake is neither encrypted nor integrity
+// protected: whoever can watch the network path reads the control plane's
+// state, and whoever sits on it can tamper with an authenticated connection.
+// Run the Raft port on a private network. The handshake is what keeps the
+// port useless to anyone who can merely reach it (DESIGN.md invariant 5:
+// nothing internal is public); encrypting the stream properly is TLS, with
+// certificates to issue and rotate, and Config.WrapStreamLayer is where it
+// goes without changing this package. A recorded handshake lets a guessable
+// secret be guessed offline, so the secret must be random.
 package raft
 
 import (
@@ -27,7 +48,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -109,6 +129,15 @@ type Node struct {
 	// its file locked), so the node closes it itself.
 	walMeta *metadb.BoltMetaDB
 	addr    string
+	// stream is the (wrapped) stream layer of the TCP transport and auth the
+	// authenticated layer inside it; both nil with the in-memory transport.
+	stream raft.StreamLayer
+	auth   *authLayer
+
+	// leaderCh is LeadershipChanges' channel; leading is the last value
+	// sent on it. Only watch sends, and Stop after watch has ended.
+	leaderCh chan bool
+	leading  bool
 
 	ctx      context.Context // cancelled by Stop
 	cancel   context.CancelFunc
@@ -133,7 +162,7 @@ func New(cfg Config, sm StateMachine, logger *slog.Logger) (*Node, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("component", "raft", logKeyNode, cfg.NodeID)
-	n := &Node{cfg: cfg, logger: logger, sm: sm}
+	n := &Node{cfg: cfg, logger: logger, sm: sm, leaderCh: make(chan bool, 1)}
 	if err := n.open(); err != nil {
 		return nil, err
 	}
@@ -166,14 +195,15 @@ func (n *Node) open() (err error) {
 	if err != nil {
 		return fmt.Errorf("raft: open snapshot store: %w", err)
 	}
-	if trans, err = newTransport(cfg, hl); err != nil {
+	// The fsm comes first: the transport's handshake reads its cluster id.
+	n.fsm = newFSM(n.sm, cfg.Dir, clusterID, n.logger)
+	if trans, n.stream, n.auth, err = newTransport(cfg, hl, n.fsm.ClusterID, n.logger); err != nil {
 		return err
 	}
 	n.addr = string(trans.LocalAddr())
 	if err := checkSelfAddr(cfg, n.addr); err != nil {
 		return err
 	}
-	n.fsm = newFSM(n.sm, cfg.Dir, clusterID, n.logger)
 	return n.startRaft(hl, snaps, trans)
 }
 
@@ -197,7 +227,7 @@ func prepareDir(dir string) (string, error) {
 func (n *Node) openLog(hl *hclogAdapter) error {
 	walDir := filepath.Join(n.cfg.Dir, "wal")
 	n.walMeta = &metadb.BoltMetaDB{}
-	w, err := wal.Open(walDir, wal.WithLogger(hl.Named("wal")), wal.WithMetaStore(n.walMeta))
+	w, err := wal.Open(walDir, wal.WithLogger(hl.Named("wal")), wal.WithMetaStore(n.walMeta), wal.WithSegmentSize(n.cfg.LogSegmentSize))
 	if err != nil {
 		_ = n.walMeta.Close()
 		return fmt.Errorf("raft: open log in %s: %w", walDir, err)
@@ -286,37 +316,6 @@ func (n *Node) raftConfig(hl *hclogAdapter) *raft.Config {
 	return rc
 }
 
-// newTransport returns the in-memory transport (no BindAddr) or a TCP one.
-func newTransport(cfg Config, hl *hclogAdapter) (raft.Transport, error) {
-	if cfg.BindAddr == "" {
-		_, t := raft.NewInmemTransport(raft.ServerAddress("inmem:" + cfg.NodeID))
-		return t, nil
-	}
-	var advertise net.Addr
-	if cfg.AdvertiseAddr != "" {
-		a, err := net.ResolveTCPAddr("tcp", cfg.AdvertiseAddr)
-		if err != nil {
-			return nil, configError("AdvertiseAddr", "%v", err)
-		}
-		advertise = a
-	}
-	t, err := raft.NewTCPTransportWithConfig(cfg.BindAddr, advertise, &raft.NetworkTransportConfig{
-		MaxPool: cfg.MaxPool,
-		Timeout: cfg.TransportTimeout,
-		Logger:  hl.Named("net"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("raft: listen on %s: %w", cfg.BindAddr, err)
-	}
-	return t, nil
-}
-
-func closeTransport(t raft.Transport) {
-	if c, ok := t.(raft.WithClose); ok {
-		_ = c.Close()
-	}
-}
-
 // checkSelfAddr refuses Peers whose entry for this node is not the address
 // the transport advertises: peers would dial the wrong address.
 func checkSelfAddr(cfg Config, addr string) error {
@@ -331,8 +330,8 @@ func checkSelfAddr(cfg Config, addr string) error {
 	return nil
 }
 
-// watch logs leadership changes and, on the leader, makes sure the cluster
-// has an id. It runs until Stop.
+// watch logs leadership changes, passes them on to LeadershipChanges and,
+// on the leader, makes sure the cluster has an id. It runs until Stop.
 func (n *Node) watch() {
 	defer n.wg.Done()
 	obsCh := make(chan raft.Observation, 16)
@@ -352,6 +351,7 @@ func (n *Node) watch() {
 			lo := o.Data.(raft.LeaderObservation)
 			n.logger.Info("leader changed", logKeyLeader, string(lo.LeaderID), "leader_addr", string(lo.LeaderAddr), logKeyTerm, n.raft.CurrentTerm())
 		case isLeader := <-n.raft.LeaderCh():
+			n.publishLeadership(isLeader)
 			if isLeader {
 				n.logger.Info("became leader", logKeyTerm, n.raft.CurrentTerm())
 				n.ensureClusterID()
@@ -365,12 +365,18 @@ func (n *Node) watch() {
 }
 
 // Stop shuts the node down and waits for its goroutines; it closes the log
-// and the transport but not the state machine. It is idempotent.
+// and the transport but not the state machine, and closes the channel of
+// LeadershipChanges (after a last false if the node was leading). It is
+// idempotent.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
 		n.cancel()
 		err := n.raft.Shutdown().Error()
 		n.wg.Wait()
+		if n.leading {
+			n.publishLeadership(false)
+		}
+		close(n.leaderCh)
 		if cerr := n.closeLog(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}

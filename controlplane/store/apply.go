@@ -49,6 +49,8 @@ var handlers = map[string]handler{
 	CmdUpdateTenant:  {applyUpdateTenant, resultAs[cluster.Tenant]},
 	CmdCreateToken:   {applyCreateToken, resultAs[cluster.Token]},
 	CmdRevokeToken:   {applyRevokeToken, resultAs[cluster.Token]},
+	CmdSetMember:     {applySetMember, resultAs[cluster.Member]},
+	CmdRemoveMember:  {applyRemoveMember, resultAs[cluster.Member]},
 }
 
 func resultAs[T any](raw json.RawMessage) (any, error) {

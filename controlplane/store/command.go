@@ -21,6 +21,8 @@ const (
 	CmdUpdateTenant  = "update_tenant"
 	CmdCreateToken   = "create_token"
 	CmdRevokeToken   = "revoke_token"
+	CmdSetMember     = "set_member"
+	CmdRemoveMember  = "remove_member"
 )
 
 // CommandVersion is the version this code writes and the only one it
@@ -117,6 +119,17 @@ type RevokeToken struct {
 	ID string `json:"id"`
 }
 
+// SetMember is the payload of CmdSetMember: it records (or replaces) a
+// control-plane member's addresses.
+type SetMember struct {
+	Member cluster.Member `json:"member"`
+}
+
+// RemoveMember is the payload of CmdRemoveMember.
+type RemoveMember struct {
+	ID string `json:"id"`
+}
+
 // storedToken is a token as persisted: unlike cluster.Token, its JSON form
 // keeps the hash.
 type storedToken struct {
@@ -143,6 +156,8 @@ var payloadTypes = map[string]reflect.Type{
 	CmdUpdateTenant:  reflect.TypeFor[UpdateTenant](),
 	CmdCreateToken:   reflect.TypeFor[CreateToken](),
 	CmdRevokeToken:   reflect.TypeFor[RevokeToken](),
+	CmdSetMember:     reflect.TypeFor[SetMember](),
+	CmdRemoveMember:  reflect.TypeFor[RemoveMember](),
 }
 
 // EncodeCommand returns the log entry for a command of type typ. payload must

@@ -68,6 +68,7 @@ var (
 	prefixTokenHash   = []byte("h/")
 	prefixRequest     = []byte("r/")
 	prefixRequestTime = []byte("q/")
+	prefixMember      = []byte("c/")
 )
 
 // ErrClosed is returned by every method called after Close.

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/controlplane"
+	"github.com/pbe/pbe/controlplane/store"
+	"github.com/pbe/pbe/gateway"
+	"github.com/pbe/pbe/health"
+	"github.com/pbe/pbe/storage"
+	"github.com/pbe/pbe/tenantnode"
+)
+
+// startTimeout bounds start-up: opening state, electing or joining.
+const startTimeout = 2 * time.Minute
+
+// platform is one pbe process: its parts, in start order.
+type platform struct {
+	store    *store.Store
+	cp       *controlplane.ControlPlane
+	node     *tenantnode.Manager
+	server   *http.Server
+	listener net.Listener
+}
+
+func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error {
+	if o.clusterSecret == "" {
+		o.clusterSecret = os.Getenv("PBE_CLUSTER_SECRET")
+	}
+	if err := o.validate(); err != nil {
+		return usageError{err}
+	}
+	logger := newLogger(o, stderr)
+	slog.SetDefault(logger)
+	raiseFileLimit(logger)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return err
+	}
+	p, err := startPlatform(ctx, &o, ln, logger)
+	if err != nil {
+		return err
+	}
+	printBanner(stdout, o, p.cp.GeneratedToken())
+
+	errc := make(chan error, 1)
+	go func() { errc <- p.server.Serve(p.listener) }()
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err = <-errc:
+		logger.Error("http server stopped", "error", err)
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if e := p.stop(stopCtx); e != nil && err == nil {
+		err = e
+	}
+	if err == nil {
+		logger.Info("stopped")
+	}
+	return err
+}
+
+// startPlatform opens every part of the mode behind listener ln; on
+// failure it stops what it started (ln included).
+func startPlatform(ctx context.Context, o *serveOptions, ln net.Listener, logger *slog.Logger) (_ *platform, err error) {
+	p := &platform{listener: ln}
+	o.httpAddr = ln.Addr().String()
+	if o.publicURL == "" {
+		o.publicURL = "http://{tenant}." + o.domain + portSuffix(o.httpAddr)
+	}
+	logger.Info("starting pbe", "version", version, "mode", o.mode, "node", o.nodeID, "http", o.httpAddr, "dir", o.dir,
+		"objects", o.objects, "domain", o.domain, "public_url", o.publicURL, "max_tenants", o.maxTenants,
+		"idle_timeout", o.idleTimeout, "allow_tenant_header", o.allowTenantHeader, "max_body", o.maxBody.String(),
+		"delete_grace", o.deleteGrace, "raft_bind", o.raftBind, "raft_peers", o.raftPeers, "join", o.join,
+		"min_free_disk", o.minFreeDisk.String(), "cluster_secret_set", o.clusterSecret != "",
+		"admin_token_from_env", os.Getenv("PBE_ADMIN_TOKEN") != "")
+	defer func() {
+		if err != nil {
+			_ = p.stop(context.Background())
+		}
+	}()
+	objects, err := storage.Open(ctx, o.objects)
+	if err != nil {
+		return nil, err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if err := p.startControlPlane(startCtx, o, objects, logger); err != nil {
+		return nil, err
+	}
+	checks := health.New()
+	checks.Add("control_plane", p.cp.Ready)
+	checks.Add("disk", p.cp.DiskReady)
+	checks.Add("object_store", objects.Ping)
+	handler := baseHandler(p.cp.Handler(), checks)
+	if cluster.Mode(o.mode) == cluster.ModeAllInOne {
+		if handler, err = p.startTenantNode(startCtx, o, objects, handler, checks, logger); err != nil {
+			return nil, err
+		}
+	}
+	p.server = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	return p, nil
+}
+
+// startControlPlane opens the registry store and starts the control plane.
+func (p *platform) startControlPlane(ctx context.Context, o *serveOptions, objects storage.ObjectStore, logger *slog.Logger) error {
+	cpDir := filepath.Join(o.dir, "control-plane")
+	var err error
+	if p.store, err = store.Open(filepath.Join(cpDir, "state"), logger); err != nil {
+		return fmt.Errorf("open control-plane store: %w", err)
+	}
+	cfg := controlplane.DefaultConfig()
+	cfg.NodeID = o.nodeID
+	cfg.Raft.Dir = filepath.Join(cpDir, "raft")
+	cfg.Raft.BindAddr = o.raftBind
+	cfg.Raft.AdvertiseAddr = o.raftAdvertise
+	cfg.Raft.ClusterSecret = o.clusterSecret
+	cfg.Raft.Peers, _ = parsePeers(o.raftPeers)
+	cfg.Raft.Join = o.join != ""
+	if o.join != "" {
+		cfg.Join = strings.Split(o.join, ",")
+	}
+	cfg.APIAddr = o.advertiseHTTP
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = o.httpAddr
+	}
+	cfg.ClusterSecret = o.clusterSecret
+	cfg.AdminToken = os.Getenv("PBE_ADMIN_TOKEN")
+	cfg.AdminTokenFile = filepath.Join(o.dir, "admin.token")
+	cfg.DeleteGrace = o.deleteGrace
+	cfg.PurgeInterval = o.purgeInterval
+	cfg.PublicURL = o.publicURL
+	cfg.Disk = store.DefaultDiskConfig(o.dir)
+	cfg.Disk.MinFreeBytes = uint64(o.minFreeDisk)
+	cfg.Logger = logger
+	if p.cp, err = controlplane.New(cfg, p.store, objects); err != nil {
+		return err
+	}
+	return p.cp.Start(ctx)
+}
+
+// startTenantNode starts the local tenant node and returns the gateway
+// that routes between it and the platform handler.
+func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects storage.ObjectStore, platformHandler http.Handler, checks *health.Checker, logger *slog.Logger) (http.Handler, error) {
+	cfg := tenantnode.DefaultConfig()
+	cfg.NodeID = o.nodeID
+	cfg.DataDir = o.dir
+	cfg.MaxTenants = o.maxTenants
+	cfg.IdleTimeout = o.idleTimeout
+	cfg.PublicURL = o.publicURL
+	cfg.Replication.MonitorInterval = o.replicationInterval
+	cfg.Replication.SyncInterval = o.replicationInterval
+	cfg.Logger = logger
+	var err error
+	if p.node, err = tenantnode.NewManager(cfg, objects, p.cp); err != nil {
+		return nil, err
+	}
+	p.cp.SetProvisioner(p.node)
+	if err := p.node.Start(ctx); err != nil {
+		return nil, err
+	}
+	checks.Add("tenant_node", func(context.Context) error { return p.node.Ready() })
+
+	gwCfg := gateway.DefaultConfig()
+	gwCfg.Domain = o.domain
+	gwCfg.AllowTenantHeader = o.allowTenantHeader
+	gwCfg.MaxBodyBytes = int64(o.maxBody)
+	gwCfg.Logger = logger
+	return gateway.New(gwCfg, platformHandler, p.node)
+}
+
+// stop shuts the parts down in reverse order: no new connections, tenants
+// stopped (realtime streams end, final sync), then the control plane.
+func (p *platform) stop(ctx context.Context) error {
+	var errs []error
+	shutdownDone := make(chan struct{})
+	if p.server != nil {
+		go func() {
+			defer close(shutdownDone)
+			if err := p.server.Shutdown(ctx); err != nil {
+				_ = p.server.Close()
+			}
+		}()
+	} else {
+		close(shutdownDone)
+	}
+	if p.listener != nil {
+		p.listener.Close() // in case Serve never ran
+	}
+	if p.node != nil {
+		if err := p.node.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop tenant node: %w", err))
+		}
+	}
+	<-shutdownDone
+	if p.cp != nil {
+		if err := p.cp.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop control plane: %w", err))
+		}
+	}
+	if p.store != nil {
+		if err := p.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close control-plane store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// baseHandler serves the base domain: the platform API and health.
+func baseHandler(api http.Handler, checks *health.Checker) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/cp/", api)
+	mux.Handle("GET /healthz", health.LiveHandler())
+	mux.Handle("GET /readyz", checks.ReadyHandler())
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		fmt.Fprint(w, `{"name":"pbe","api":"/api/cp/","health":"/healthz","ready":"/readyz"}`+"\n")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		cluster.WriteJSONError(w, http.StatusNotFound, cluster.ErrorBody{
+			Code: "not_found", Message: "no such page on the platform host; tenants are served at {tenant}." + hostOnly(r.Host),
+		})
+	})
+	return mux
+}
+
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return h
+}
+
+func printBanner(w io.Writer, o serveOptions, token string) {
+	tokenFile := filepath.Join(o.dir, "admin.token")
+	fmt.Fprintf(w, "pbe %s is serving on http://%s\n", o.mode, o.httpAddr)
+	if cluster.Mode(o.mode) == cluster.ModeControlPlane {
+		fmt.Fprintf(w, "  platform API:  http://%s/api/cp/  (Authorization: Bearer <operator token>)\n", o.httpAddr)
+		if token != "" {
+			fmt.Fprintf(w, "\nOperator token (shown once; saved to %s):\n  %s\n", tokenFile, token)
+		}
+		return
+	}
+	base := "http://" + o.domain + portSuffix(o.httpAddr)
+	fmt.Fprintf(w, "  platform API:  %s/api/cp/  (Authorization: Bearer <operator token>)\n", base)
+	fmt.Fprintf(w, "  tenants:       %s/api/  (admin UI: %s/_/)\n", o.publicURL, o.publicURL)
+	if token != "" {
+		fmt.Fprintf(w, "\nOperator token (shown once; saved to %s):\n  %s\n", tokenFile, token)
+	}
+	fmt.Fprintf(w, "\nCreate a tenant:\n  curl -X POST %s/api/cp/tenants -H \"Authorization: Bearer $(cat %s)\" \\\n"+
+		"    -H 'Content-Type: application/json' -d '{\"id\":\"acme\",\"admin\":{\"email\":\"admin@acme.test\",\"password\":\"change-me-now\"}}'\n"+
+		"  or: go run ./cmd/pbe tenant create acme --admin-email admin@acme.test --admin-password change-me-now\n", base, tokenFile)
+}
+
+// raiseFileLimit lifts the soft open-file limit to the hard one: every
+// active tenant holds a few SQLite files open.
+func raiseFileLimit(logger *slog.Logger) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			logger.Warn("could not raise the open-file limit", "error", err)
+			return
+		}
+	}
+	logger.Debug("open-file limit", "limit", strconv.FormatUint(lim.Cur, 10))
+}

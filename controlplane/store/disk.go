@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// DiskConfig configures the store's disk manager.
+type DiskConfig struct {
+	// Dir is a path on the data volume whose free space is watched.
+	Dir string
+	// MinFreeBytes is the free space below which the store reports low disk.
+	MinFreeBytes uint64
+	// CheckInterval is how often free space is measured.
+	CheckInterval time.Duration
+	// GCInterval is how often Badger's value-log garbage collection runs.
+	GCInterval time.Duration
+	// GCDiscardRatio is the share of stale data that makes a value-log file
+	// worth rewriting.
+	GCDiscardRatio float64
+	// FreeBytes measures the free space under a path; nil uses statfs.
+	FreeBytes func(path string) (uint64, error)
+}
+
+// Disk manager defaults.
+const (
+	DefaultMinFreeBytes   = 256 << 20
+	DefaultCheckInterval  = 5 * time.Second
+	DefaultGCInterval     = 10 * time.Minute
+	DefaultGCDiscardRatio = 0.5
+)
+
+// DefaultDiskConfig returns the defaults for dir.
+func DefaultDiskConfig(dir string) DiskConfig {
+	return DiskConfig{
+		Dir:            dir,
+		MinFreeBytes:   DefaultMinFreeBytes,
+		CheckInterval:  DefaultCheckInterval,
+		GCInterval:     DefaultGCInterval,
+		GCDiscardRatio: DefaultGCDiscardRatio,
+	}
+}
+
+// freeBytes returns the space available to unprivileged users under path.
+func freeBytes(path string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// DiskManager watches the data volume's free space and runs Badger's
+// value-log GC on a schedule. Low disk is reported, not acted on: the
+// control plane refuses writes (507) and fails readiness while it lasts,
+// and recovers by itself when space returns.
+type DiskManager struct {
+	cfg    DiskConfig
+	store  *Store
+	logger *slog.Logger
+	low    atomic.Bool
+	free   atomic.Uint64
+}
+
+// NewDiskManager returns a disk manager for s; Run starts it.
+func (s *Store) NewDiskManager(cfg DiskConfig) *DiskManager {
+	if cfg.FreeBytes == nil {
+		cfg.FreeBytes = freeBytes
+	}
+	d := &DiskManager{cfg: cfg, store: s, logger: s.logger.With("subsystem", "disk")}
+	d.check()
+	return d
+}
+
+// LowDisk reports whether free space was below MinFreeBytes at the last check.
+func (d *DiskManager) LowDisk() bool { return d.low.Load() }
+
+// Check returns an error naming the free space when it is low.
+func (d *DiskManager) Check(context.Context) error {
+	if d.low.Load() {
+		return fmt.Errorf("free disk %d MiB is below the minimum %d MiB", d.free.Load()>>20, d.cfg.MinFreeBytes>>20)
+	}
+	return nil
+}
+
+// Run checks free space and runs value-log GC until ctx ends.
+func (d *DiskManager) Run(ctx context.Context) {
+	check := time.NewTicker(d.cfg.CheckInterval)
+	defer check.Stop()
+	gc := time.NewTicker(d.cfg.GCInterval)
+	defer gc.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-check.C:
+			d.check()
+		case <-gc.C:
+			d.store.runValueLogGC(d.cfg.GCDiscardRatio, d.logger)
+		}
+	}
+}
+
+func (d *DiskManager) check() {
+	free, err := d.cfg.FreeBytes(d.cfg.Dir)
+	if err != nil {
+		d.logger.Warn("measure free disk", "dir", d.cfg.Dir, "error", err)
+		return
+	}
+	d.free.Store(free)
+	low := free < d.cfg.MinFreeBytes
+	if d.low.Swap(low) != low {
+		if low {
+			d.logger.Error("free disk below minimum: refusing writes", "free_mib", free>>20, "min_mib", d.cfg.MinFreeBytes>>20)
+		} else {
+			d.logger.Info("free disk back above minimum: accepting writes", "free_mib", free>>20)
+		}
+	}
+}
+
+// runValueLogGC rewrites value-log files until none is worth rewriting.
+func (s *Store) runValueLogGC(ratio float64, logger *slog.Logger) {
+	s.stateMu.RLock()
+	defer s.stateMu.RUnlock()
+	if s.closed {
+		return
+	}
+	n := 0
+	for {
+		err := s.db.RunValueLogGC(ratio)
+		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+			break
+		}
+		if err != nil {
+			logger.Warn("value-log gc", "error", err)
+			break
+		}
+		n++
+	}
+	logger.Debug("value-log gc done", "rewritten", n)
+}
