@@ -156,6 +156,8 @@ func (p *platform) startControlPlane(ctx context.Context, o *serveOptions, objec
 	cfg.PublicURL = o.publicURL
 	cfg.Disk = store.DefaultDiskConfig(o.dir)
 	cfg.Disk.MinFreeBytes = uint64(o.minFreeDisk)
+	cfg.Disk.CheckInterval = o.diskCheckInterval
+	cfg.Disk.FreeBytes = o.freeDisk
 	cfg.Logger = logger
 	if p.cp, err = controlplane.New(cfg, p.store, objects); err != nil {
 		return err

@@ -39,7 +39,9 @@ type serveOptions struct {
 	deleteGrace         time.Duration
 	replicationInterval time.Duration
 	shutdownTimeout     time.Duration
-	purgeInterval       time.Duration // not a flag: how often deleted tenants past their grace are purged
+	purgeInterval       time.Duration                     // not a flag: how often deleted tenants past their grace are purged
+	diskCheckInterval   time.Duration                     // not a flag: how often free disk is measured
+	freeDisk            func(path string) (uint64, error) // not a flag: measures free disk (nil: statfs)
 	logLevel            string
 	logFormat           string
 
@@ -68,6 +70,7 @@ func defaultServeOptions() serveOptions {
 		replicationInterval: time.Second,
 		shutdownTimeout:     30 * time.Second,
 		purgeInterval:       controlplane.DefaultPurgeInterval,
+		diskCheckInterval:   store.DefaultCheckInterval,
 		logLevel:            "info",
 		logFormat:           "text",
 		minFreeDisk:         store.DefaultMinFreeBytes,

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -398,4 +399,30 @@ func (s *testServer) subscribe(id, topic string) <-chan string {
 		}
 	}()
 	return out
+}
+
+func TestServe_LowDiskRefusesWritesAndRecovers(t *testing.T) {
+	t.Parallel()
+	var free atomic.Uint64
+	free.Store(10 << 30)
+	s := startServer(t, t.TempDir(), func(o *serveOptions) {
+		o.minFreeDisk = 1 << 30
+		o.diskCheckInterval = 20 * time.Millisecond
+		o.freeDisk = func(string) (uint64, error) { return free.Load(), nil }
+	})
+	mustStatus(t, s.api("POST", "/api/cp/tenants", map[string]any{"id": "before"}), http.StatusCreated)
+
+	free.Store(100 << 20) // the volume fills up
+	waitFor(t, "readiness to fail", func() bool { return s.do("GET", s.base()+"/readyz", nil).status == http.StatusServiceUnavailable })
+	r := s.do("GET", s.base()+"/readyz", nil)
+	if !strings.Contains(string(r.body), `"disk"`) || !strings.Contains(string(r.body), "below the minimum") {
+		t.Fatalf("readyz should name the disk check: %s", r.body)
+	}
+	checkError(t, s.api("POST", "/api/cp/tenants", map[string]any{"id": "during"}), http.StatusInsufficientStorage, "insufficient_storage")
+	mustStatus(t, s.api("GET", "/api/cp/tenants/before", nil), http.StatusOK) // reads still work
+
+	free.Store(10 << 30) // space returns
+	waitFor(t, "readiness to recover", func() bool { return s.do("GET", s.base()+"/readyz", nil).status == http.StatusOK })
+	mustStatus(t, s.api("POST", "/api/cp/tenants", map[string]any{"id": "after"}), http.StatusCreated)
+	mustStatus(t, s.api("GET", "/api/cp/tenants/during", nil), http.StatusNotFound)
 }
