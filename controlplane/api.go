@@ -34,6 +34,7 @@ func (c *ControlPlane) Handler() http.Handler {
 	mux.Handle("GET /api/cp/raft/status", node(c.handleRaftStatus))
 	mux.Handle("POST /api/cp/raft/join", node(c.write(c.handleRaftJoin)))
 	mux.Handle("POST /api/cp/raft/remove", op(c.write(c.handleRaftRemove)))
+	mux.Handle("POST /api/cp/raft/snapshot", op(c.handleRaftSnapshot))
 	return jsonRouteErrors(mux)
 }
 

@@ -35,6 +35,18 @@ func (c *ControlPlane) handleRaftStatus(w http.ResponseWriter, r *http.Request) 
 	writeJSON(w, http.StatusOK, RaftStatus{Status: c.raft.Status(), Members: members})
 }
 
+// handleRaftSnapshot takes a snapshot on the node that receives it (not
+// forwarded) and answers with its status.
+func (c *ControlPlane) handleRaftSnapshot(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if err := c.raft.Snapshot(r.Context()); err != nil {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrUnavailable, "snapshot failed: %v", err))
+		return
+	}
+	c.logger.Info("snapshot taken", "duration", time.Since(start))
+	c.handleRaftStatus(w, r)
+}
+
 // JoinRequest asks the cluster to add a node as a voter.
 type JoinRequest struct {
 	ID       string `json:"id"`
@@ -105,7 +117,7 @@ func (c *ControlPlane) joinerClusterID(r *http.Request, req JoinRequest) (string
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	st, err := NewHTTPClient("http://"+req.APIAddr, c.cfg.ClusterSecret).withRetry(0).RaftStatus(ctx)
+	st, err := NewHTTPClient("http://"+req.APIAddr, c.cfg.ClusterSecret).WithRetry(0).RaftStatus(ctx)
 	if err != nil {
 		return "", cluster.Errorf(cluster.ErrUnavailable, "could not verify node %s at %s before adding it: %v", req.ID, req.APIAddr, err)
 	}

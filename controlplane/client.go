@@ -59,8 +59,8 @@ func NewHTTPClient(baseURLs, token string) *HTTPClient {
 	}
 }
 
-// withRetry sets how long calls keep failing over (0: one attempt per node).
-func (c *HTTPClient) withRetry(d time.Duration) *HTTPClient {
+// WithRetry sets how long calls keep failing over (0: one attempt per node).
+func (c *HTTPClient) WithRetry(d time.Duration) *HTTPClient {
 	c.retry = d
 	return c
 }
@@ -232,4 +232,11 @@ func (c *HTTPClient) RemoveNode(ctx context.Context, id string) error {
 // secret or an operator token).
 func (c *HTTPClient) Join(ctx context.Context, req JoinRequest) error {
 	return c.do(ctx, http.MethodPost, "/api/cp/raft/join", req, nil)
+}
+
+// Snapshot makes the node that answers take a Raft snapshot.
+func (c *HTTPClient) Snapshot(ctx context.Context) (RaftStatus, error) {
+	var st RaftStatus
+	err := c.do(ctx, http.MethodPost, "/api/cp/raft/snapshot", nil, &st)
+	return st, err
 }

@@ -33,7 +33,7 @@ var pbeBinary = sync.OnceValues(func() (string, error) {
 
 // proc is a pbe serve process.
 type proc struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	port   string
 	dir    string
@@ -42,7 +42,7 @@ type proc struct {
 	exited chan error
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -62,7 +62,7 @@ func startProc(t *testing.T, dir, port string) *proc {
 }
 
 // launchProc runs 'pbe serve' with extra flags and environment.
-func launchProc(t *testing.T, dir, port string, args, env []string) *proc {
+func launchProc(t testing.TB, dir, port string, args, env []string) *proc {
 	t.Helper()
 	bin, err := pbeBinary()
 	if err != nil {

@@ -28,7 +28,7 @@ const (
 
 // cpCluster is a control-plane cluster of pbe processes on loopback.
 type cpCluster struct {
-	t     *testing.T
+	t     testing.TB
 	ids   []string
 	dirs  []string
 	http  []string
@@ -38,12 +38,12 @@ type cpCluster struct {
 
 // startCluster starts n control-plane processes, cp-1 to cp-n, that
 // bootstrap one cluster.
-func startCluster(t *testing.T, n int) *cpCluster {
+func startCluster(t testing.TB, n int) *cpCluster {
 	return startClusterNamed(t, "cp", n)
 }
 
 // startClusterNamed is startCluster with node ids {prefix}-1...
-func startClusterNamed(t *testing.T, prefix string, n int) *cpCluster {
+func startClusterNamed(t testing.TB, prefix string, n int) *cpCluster {
 	t.Helper()
 	c := &cpCluster{t: t}
 	var peers []string
@@ -363,7 +363,7 @@ func TestCluster_KillLeaderUnderLoadStaysLinearizable(t *testing.T) {
 }
 
 // waitForWrite retries a write until the cluster acknowledges one.
-func waitForWrite(t *testing.T, cl *controlplane.HTTPClient) {
+func waitForWrite(t testing.TB, cl *controlplane.HTTPClient) {
 	t.Helper()
 	id := fmt.Sprintf("probe-%d", time.Now().UnixNano()%1_000_000)
 	if _, err := cl.CreateTenant(context.Background(), controlplane.CreateTenantInput{ID: id}); err != nil {
