@@ -19,6 +19,7 @@ import (
 	"github.com/pbe/pbe/controlplane/store"
 	"github.com/pbe/pbe/gateway"
 	_ "github.com/pbe/pbe/storage/file" // file:// object stores
+	_ "github.com/pbe/pbe/storage/s3"   // s3:// object stores
 	"github.com/pbe/pbe/tenantnode"
 )
 

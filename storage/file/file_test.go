@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pbe/pbe/storage"
+	"github.com/pbe/pbe/storage/storagetest"
 )
 
 func TestStore_Objects(t *testing.T) {
@@ -92,4 +93,14 @@ func TestReplicaPrefix_ValidatesIDs(t *testing.T) {
 	if _, err := storage.ReplicaPrefix("acme", 1, "../data.db"); err == nil {
 		t.Error("database name accepted")
 	}
+}
+
+func TestStore_Contract(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.ObjectStore {
+		s, err := New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
 }
