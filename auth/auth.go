@@ -107,3 +107,20 @@ func RequireClusterOrOperator(secret string, lookup TokenLookup, next http.Handl
 		operator.ServeHTTP(w, r)
 	})
 }
+
+// RequireCluster lets through only requests that carry the cluster secret
+// (in HeaderSecret or as a bearer token): calls between the platform's own
+// nodes. An empty secret lets nothing through.
+func RequireCluster(secret string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := r.Header.Get(cluster.HeaderSecret)
+		if tok == "" {
+			tok, _ = BearerToken(r)
+		}
+		if !IsClusterSecret(secret, tok) {
+			cluster.WriteError(w, cluster.Errorf(cluster.ErrUnauthorized, "this endpoint is for the platform's own nodes: missing or wrong cluster secret"))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), Principal{Kind: KindNode})))
+	})
+}

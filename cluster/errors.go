@@ -78,3 +78,18 @@ var (
 	// ErrShuttingDown is returned for work arriving while a component stops.
 	ErrShuttingDown = &Error{Code: "shutting_down", Message: "shutting down"}
 )
+
+// Errors of the tenant-node fleet.
+var (
+	// ErrNotOwner is returned by a node asked to serve a tenant it does not
+	// own (at that epoch): the caller's route is stale.
+	ErrNotOwner = &Error{Code: "not_owner", Message: "this node does not serve the tenant; re-resolve its route"}
+	// ErrTenantMoving is returned while a tenant is being released by its
+	// node for a move: retry shortly.
+	ErrTenantMoving = &Error{Code: "tenant_moving", Message: "tenant is moving; retry shortly"}
+	// ErrNoLease is returned by a node whose lease has lapsed: it serves
+	// nothing until the control plane renews it.
+	ErrNoLease = &Error{Code: "no_lease", Message: "node has no lease; retry shortly"}
+	// ErrNoNode is returned when no tenant node can take a tenant.
+	ErrNoNode = &Error{Code: "no_node", Message: "no tenant node is available; retry shortly"}
+)

@@ -26,6 +26,10 @@ var statusByCode = map[string]int{
 	"unsupported_media_type": http.StatusUnsupportedMediaType,
 	"insufficient_storage":   http.StatusInsufficientStorage,
 	ErrClusterMismatch.Code:  http.StatusConflict,
+	ErrNotOwner.Code:         http.StatusServiceUnavailable,
+	ErrTenantMoving.Code:     http.StatusServiceUnavailable,
+	ErrNoLease.Code:          http.StatusServiceUnavailable,
+	ErrNoNode.Code:           http.StatusServiceUnavailable,
 }
 
 // RetryAfterSeconds is sent with every 503 the platform produces.

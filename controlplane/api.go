@@ -26,7 +26,7 @@ func (c *ControlPlane) Handler() http.Handler {
 	}
 	mux.Handle("POST /api/cp/tenants", op(c.write(c.handleCreateTenant)))
 	mux.Handle("GET /api/cp/tenants", op(c.read(c.handleListTenants)))
-	mux.Handle("GET /api/cp/tenants/{id}", op(c.read(c.handleGetTenant)))
+	mux.Handle("GET /api/cp/tenants/{id}", node(c.read(c.handleGetTenant)))
 	mux.Handle("PATCH /api/cp/tenants/{id}", op(c.write(c.handleUpdateTenant)))
 	mux.Handle("DELETE /api/cp/tenants/{id}", op(c.write(c.handleDeleteTenant)))
 	mux.Handle("POST /api/cp/tenants/{id}/restore", op(c.write(c.handleRestoreTenant)))
@@ -35,6 +35,20 @@ func (c *ControlPlane) Handler() http.Handler {
 	mux.Handle("POST /api/cp/raft/join", node(c.write(c.handleRaftJoin)))
 	mux.Handle("POST /api/cp/raft/remove", op(c.write(c.handleRaftRemove)))
 	mux.Handle("POST /api/cp/raft/snapshot", op(c.handleRaftSnapshot))
+
+	mux.Handle("GET /api/cp/nodes", op(c.leaderOnly(c.handleListNodes)))
+	mux.Handle("GET /api/cp/nodes/{id}", op(c.leaderOnly(c.handleGetNode)))
+	mux.Handle("POST /api/cp/nodes/{id}/drain", node(c.write(c.handleDrainNode)))
+	mux.Handle("POST /api/cp/tenants/{id}/move", op(c.write(c.handleMoveTenant)))
+	mux.Handle("POST /api/cp/rebalance", op(c.write(c.handleRebalance)))
+
+	// Internal: tenant nodes and gateways, with the cluster secret.
+	internal := func(h http.HandlerFunc) http.Handler { return auth.RequireCluster(c.cfg.ClusterSecret, h) }
+	mux.Handle("POST /api/cp/internal/nodes", internal(c.write(c.handleRegisterNode)))
+	mux.Handle("POST /api/cp/internal/heartbeat", internal(c.leaderOnly(c.handleHeartbeat)))
+	mux.Handle("POST /api/cp/internal/route/{id}", internal(c.leaderOnly(c.handleRoute)))
+	mux.Handle("POST /api/cp/internal/tenants/{id}/advance", internal(c.write(c.handleAdvanceEpoch)))
+	mux.Handle("GET /api/cp/internal/watch", internal(c.handleWatch))
 	return jsonRouteErrors(mux)
 }
 

@@ -92,10 +92,6 @@ func (c *ControlPlane) handleCreateTenant(w http.ResponseWriter, r *http.Request
 		cluster.WriteError(w, err)
 		return
 	}
-	if req.Admin != nil && c.prov == nil {
-		cluster.WriteError(w, cluster.Errorf(cluster.ErrUnavailable, "no tenant node is attached to this control plane to create the tenant's admin; create the tenant without \"admin\""))
-		return
-	}
 	t, err := c.CreateTenant(r.Context(), r.Header.Get(IdempotencyKeyHeader), req)
 	if err != nil {
 		cluster.WriteError(w, err)
@@ -105,33 +101,51 @@ func (c *ControlPlane) handleCreateTenant(w http.ResponseWriter, r *http.Request
 	writeJSON(w, http.StatusCreated, c.view(t))
 }
 
-// CreateTenant registers a validated tenant, assigns it to this node at
-// epoch 1 and, when asked, creates its first superuser. If the superuser
-// cannot be created the tenant is removed again: the caller sees one error
-// and nothing changed.
+// CreateTenant registers a validated tenant and, when asked, creates its
+// first superuser: the tenant is then placed on a node at once. If the
+// superuser cannot be created the tenant is removed again: the caller sees
+// one error and nothing changed. Without an admin the tenant is placed on
+// its first request.
 func (c *ControlPlane) CreateTenant(ctx context.Context, requestID string, req createTenantRequest) (cluster.Tenant, error) {
 	durability := req.Durability
 	if durability == "" {
 		durability = cluster.DurabilityAsync
 	}
 	res, err := c.apply(ctx, store.CmdCreateTenant, requestID, store.CreateTenant{Tenant: cluster.Tenant{
-		ID: req.ID, Name: req.Name, Durability: durability, Node: c.cfg.NodeID, Epoch: 1,
+		ID: req.ID, Name: req.Name, Durability: durability,
 	}})
 	if err != nil {
 		return cluster.Tenant{}, err
 	}
 	t := res.(cluster.Tenant)
 	c.logger.Info("tenant created", "tenant", t.ID)
-	if req.Admin == nil || c.prov == nil {
+	if req.Admin == nil {
 		return t, nil
 	}
-	if err := c.prov.CreateSuperuser(ctx, t.ID, req.Admin.Email, req.Admin.Password); err != nil {
+	if t, err = c.createSuperuser(ctx, t.ID, req.Admin.Email, req.Admin.Password); err != nil {
 		c.undoCreate(t)
-		if _, ok := cluster.AsError(err); !ok {
-			c.logger.Error("create tenant admin", "tenant", t.ID, "error", err)
-			err = cluster.Errorf(cluster.ErrUnavailable, "tenant %s could not be started to create its admin; nothing was created, retry shortly", t.ID)
-		}
 		return cluster.Tenant{}, err
+	}
+	return t, nil
+}
+
+// createSuperuser places the tenant if needed and has its node create a
+// PocketBase superuser.
+func (c *ControlPlane) createSuperuser(ctx context.Context, id, email, password string) (cluster.Tenant, error) {
+	t, err := c.Assign(ctx, id)
+	if err != nil {
+		return t, err
+	}
+	n, err := c.store.Node(t.Node)
+	if err == nil {
+		err = c.orders.CreateSuperuser(ctx, n, id, email, password)
+	}
+	if err != nil {
+		if _, ok := cluster.AsError(err); !ok {
+			c.logger.Error("create tenant admin", "tenant", id, "error", err)
+			err = cluster.Errorf(cluster.ErrUnavailable, "the node of tenant %s could not create its admin; retry shortly", id)
+		}
+		return t, err
 	}
 	return t, nil
 }
@@ -140,13 +154,29 @@ func (c *ControlPlane) CreateTenant(ctx context.Context, requestID string, req c
 func (c *ControlPlane) undoCreate(t cluster.Tenant) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ApplyTimeout)
 	defer cancel()
-	_ = c.prov.Remove(ctx, t.ID)
+	c.removeFromNode(ctx, t)
 	res, err := c.apply(ctx, store.CmdDeleteTenant, "", store.DeleteTenant{ID: t.ID, PurgeAfter: time.Now().UTC()})
 	if err == nil {
 		err = c.purge(ctx, res.(cluster.Tenant))
 	}
 	if err != nil {
 		c.logger.Error("undo tenant create", "tenant", t.ID, "error", err)
+	}
+}
+
+// removeFromNode tells the tenant's node, if any, to stop it and drop its
+// local copy. Failures are logged: the node also learns from its lease
+// renewals that it no longer owns the tenant.
+func (c *ControlPlane) removeFromNode(ctx context.Context, t cluster.Tenant) {
+	if t.Node == "" {
+		return
+	}
+	n, err := c.store.Node(t.Node)
+	if err == nil {
+		err = c.orders.Remove(ctx, n, t.ID)
+	}
+	if err != nil {
+		c.logger.Warn("remove tenant from its node", "tenant", t.ID, "tenant_node", t.Node, "error", err)
 	}
 }
 
@@ -255,11 +285,7 @@ func (c *ControlPlane) handleDeleteTenant(w http.ResponseWriter, r *http.Request
 	}
 	t := res.(cluster.Tenant)
 	c.logger.Info("tenant deleted", "tenant", id, "purge_after", t.PurgeAfter)
-	if c.prov != nil {
-		if err := c.prov.Remove(r.Context(), id); err != nil {
-			c.logger.Error("remove deleted tenant from node", "tenant", id, "error", err)
-		}
-	}
+	c.removeFromNode(r.Context(), t)
 	writeJSON(w, http.StatusOK, c.view(t))
 }
 
@@ -297,11 +323,8 @@ func (c *ControlPlane) handleCreateAdmin(w http.ResponseWriter, r *http.Request)
 	if err == nil && t.State != cluster.TenantActive {
 		err = cluster.Errorf(cluster.ErrTenantNotFound, "tenant %s is deleted; restore it first", id)
 	}
-	if err == nil && c.prov == nil {
-		err = cluster.Errorf(cluster.ErrUnavailable, "no tenant node is attached to this control plane")
-	}
 	if err == nil {
-		err = c.prov.CreateSuperuser(r.Context(), id, req.Email, req.Password)
+		_, err = c.createSuperuser(r.Context(), id, req.Email, req.Password)
 	}
 	if err != nil {
 		if _, ok := cluster.AsError(err); !ok && !errors.Is(err, context.Canceled) {

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pbe/pbe/cluster"
@@ -65,6 +66,12 @@ type Config struct {
 	// Disk configures free-space monitoring and Badger value-log GC. A zero
 	// Dir disables it.
 	Disk store.DiskConfig
+	// Lease is how long a tenant node's heartbeat keeps it entitled to
+	// serve its tenants.
+	Lease time.Duration
+	// FailoverMargin is how long after a lease runs out (as the leader
+	// counts) the node is declared down and its tenants move.
+	FailoverMargin time.Duration
 	// Logger receives the control plane's logs.
 	Logger *slog.Logger
 }
@@ -80,14 +87,16 @@ const (
 // DefaultConfig returns single-node defaults.
 func DefaultConfig() Config {
 	return Config{
-		NodeID:        "local",
-		Raft:          raft.DefaultConfig(),
-		DeleteGrace:   DefaultDeleteGrace,
-		PurgeInterval: DefaultPurgeInterval,
-		ApplyTimeout:  DefaultApplyTimeout,
-		MaxBodyBytes:  DefaultMaxBodyBytes,
-		PublicURL:     "http://{tenant}.localhost:8090",
-		Logger:        slog.Default(),
+		NodeID:         "local",
+		Raft:           raft.DefaultConfig(),
+		DeleteGrace:    DefaultDeleteGrace,
+		PurgeInterval:  DefaultPurgeInterval,
+		ApplyTimeout:   DefaultApplyTimeout,
+		MaxBodyBytes:   DefaultMaxBodyBytes,
+		PublicURL:      "http://{tenant}.localhost:8090",
+		Lease:          DefaultLease,
+		FailoverMargin: DefaultFailoverMargin,
+		Logger:         slog.Default(),
 	}
 }
 
@@ -110,20 +119,14 @@ func (c Config) Validate() error {
 		return errors.New("control plane: Join must list at least one member's API URL when Raft.Join is set")
 	case c.Raft.Join && c.ClusterSecret == "":
 		return errors.New("control plane: ClusterSecret is required to join a cluster")
+	case c.Lease < time.Second:
+		return errors.New("control plane: Lease must be at least 1s")
+	case c.FailoverMargin <= 0:
+		return errors.New("control plane: FailoverMargin must be positive")
 	case c.Logger == nil:
 		return errors.New("control plane: Logger is required")
 	}
 	return nil
-}
-
-// Provisioner does the tenant-node side of registry changes. In all-in-one
-// mode it is the local tenant node.
-type Provisioner interface {
-	// CreateSuperuser creates a PocketBase superuser in the tenant; it is
-	// idempotent for the same e-mail and password.
-	CreateSuperuser(ctx context.Context, tenantID, email, password string) error
-	// Remove stops the tenant wherever it runs and deletes its local copy.
-	Remove(ctx context.Context, tenantID string) error
 }
 
 // ControlPlane is one control-plane node.
@@ -133,7 +136,10 @@ type ControlPlane struct {
 	objects storage.ObjectStore
 	raft    *raft.Node
 	disk    *store.DiskManager
-	prov    Provisioner
+	orders  NodeOrders
+	fleet   *fleet
+	orphans atomic.Bool // tenants may sit on a down node
+	moving  sync.Map    // tenant id -> struct{} while a move runs
 	logger  *slog.Logger
 	proxy   *leaderProxy
 
@@ -161,12 +167,14 @@ func New(cfg Config, st *store.Store, objects storage.ObjectStore) (*ControlPlan
 		quit:    make(chan struct{}),
 	}
 	c.proxy = newLeaderProxy(c)
+	c.fleet = newFleet()
+	c.orders = NewHTTPOrders(cfg.ClusterSecret)
 	return c, nil
 }
 
-// SetProvisioner sets the tenant-node side of registry changes. Call it
-// before Start.
-func (c *ControlPlane) SetProvisioner(p Provisioner) { c.prov = p }
+// SetOrders sets how the control plane gives orders to tenant nodes. Call
+// it before Start; without it, orders go over HTTP with the cluster secret.
+func (c *ControlPlane) SetOrders(o NodeOrders) { c.orders = o }
 
 // Start starts Raft (joining the cluster through Config.Join when asked),
 // waits for a leader (bounded by ctx), and starts the background work: the
@@ -197,6 +205,7 @@ func (c *ControlPlane) Start(ctx context.Context) error {
 	}
 	c.goBackground(c.leadership)
 	c.goBackground(c.purger)
+	c.goBackground(c.failover)
 	return nil
 }
 
@@ -219,10 +228,12 @@ func (c *ControlPlane) leadership(ctx context.Context) {
 			if !ok {
 				return
 			}
-			if leader {
-				if err := c.onLeader(ctx); err != nil {
-					c.logger.Warn("leader duties", "error", err)
-				}
+			if !leader {
+				c.fleet.lead(false)
+				continue
+			}
+			if err := c.onLeader(ctx); err != nil {
+				c.logger.Warn("leader duties", "error", err)
 			}
 		}
 	}
@@ -231,6 +242,8 @@ func (c *ControlPlane) leadership(ctx context.Context) {
 // onLeader publishes this node's API address (followers forward writes to
 // it) and creates the initial operator token if there is none.
 func (c *ControlPlane) onLeader(ctx context.Context) error {
+	c.fleet.lead(true)
+	c.orphans.Store(true)
 	if err := c.publishSelf(ctx); err != nil {
 		return err
 	}
@@ -384,6 +397,9 @@ func (c *ControlPlane) Tenant(ctx context.Context, id string) (cluster.Tenant, e
 // starts empty, restoring from t.Epoch. It fails with ErrStaleVersion if t
 // changed since it was read.
 func (c *ControlPlane) AdvanceEpoch(ctx context.Context, t cluster.Tenant, node string) (cluster.Tenant, error) {
+	if t.Node != node {
+		return cluster.Tenant{}, cluster.Errorf(cluster.ErrNotOwner, "node %s does not own tenant %s", node, t.ID)
+	}
 	epoch, from := t.Epoch+1, t.Epoch
 	res, err := c.apply(ctx, store.CmdUpdateTenant, "", store.UpdateTenant{
 		ID: t.ID, ExpectedVersion: t.Version, Node: &node, Epoch: &epoch, RestoreEpoch: &from,

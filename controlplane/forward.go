@@ -93,6 +93,20 @@ func (c *ControlPlane) write(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// leaderOnly runs h on the leader, which alone knows the nodes' leases: a
+// follower forwards the request. Unlike write, it is not refused for low
+// disk: it changes no state on this node (or only through Raft, which the
+// leader guards).
+func (c *ControlPlane) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !c.raft.IsLeader() {
+			c.proxy.ServeHTTP(w, r)
+			return
+		}
+		h(w, r)
+	}
+}
+
 // read runs h locally (possibly stale by the replication lag) unless the
 // request asks for ?consistency=strong: then it runs on the leader after a
 // barrier, so it sees every write acknowledged before it started.

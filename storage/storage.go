@@ -34,6 +34,8 @@ type ObjectStore interface {
 	Put(ctx context.Context, key string, data []byte) error
 	// Get returns the object at key, or ErrNotFound.
 	Get(ctx context.Context, key string) ([]byte, error)
+	// Delete removes the object at key; a missing key is not an error.
+	Delete(ctx context.Context, key string) error
 	// List returns the keys under prefix, sorted.
 	List(ctx context.Context, prefix string) ([]string, error)
 	// DeletePrefix removes every object under prefix. Removing nothing is

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/storage"
 )
 
@@ -12,6 +13,11 @@ import (
 type Config struct {
 	// NodeID names this node in the registry.
 	NodeID string
+	// Addr is the host:port gateways and the control plane reach this
+	// node's internal API at.
+	Addr string
+	// HeartbeatInterval is how often the node renews its lease.
+	HeartbeatInterval time.Duration
 	// DataDir holds the local cache: {DataDir}/tenants/{id}/ per tenant.
 	DataDir string
 	// MaxTenants is how many tenants may be active at once; past it the
@@ -47,12 +53,15 @@ const (
 	DefaultDrainTimeout      = 30 * time.Second
 	DefaultDataMaxIdleConns  = 4
 	DefaultAuxMaxIdleConns   = 1
+	DefaultHeartbeatInterval = time.Second
 )
 
 // DefaultConfig returns the defaults of DESIGN.md.
 func DefaultConfig() Config {
 	return Config{
 		NodeID:            "local",
+		Addr:              "127.0.0.1:8090",
+		HeartbeatInterval: DefaultHeartbeatInterval,
 		DataDir:           "pbe_data",
 		MaxTenants:        DefaultMaxTenants,
 		IdleTimeout:       DefaultIdleTimeout,
@@ -73,6 +82,12 @@ func (c Config) Validate() error {
 		return errors.New("tenant node: NodeID is required")
 	case c.DataDir == "":
 		return errors.New("tenant node: DataDir is required")
+	case !cluster.ValidNodeID(c.NodeID):
+		return errors.New("tenant node: NodeID may contain only letters, digits, dots, hyphens and underscores")
+	case c.Addr == "":
+		return errors.New("tenant node: Addr is required")
+	case c.HeartbeatInterval <= 0:
+		return errors.New("tenant node: HeartbeatInterval must be positive")
 	case c.MaxTenants < 1:
 		return errors.New("tenant node: MaxTenants must be at least 1")
 	case c.IdleTimeout <= 0:

@@ -27,6 +27,8 @@ type registry struct {
 	st    *store.Store
 	mu    sync.Mutex
 	index uint64
+	lease atomic.Int64          // lease granted, in nanoseconds (0: a minute)
+	down  atomic.Pointer[error] // when set, heartbeats fail with it
 }
 
 func newRegistry(t *testing.T) *registry {
@@ -55,6 +57,47 @@ func (r *registry) create(t *testing.T, id string) {
 
 func (r *registry) Tenant(ctx context.Context, id string) (cluster.Tenant, error) {
 	return r.st.Tenant(id)
+}
+
+// Assign places an unassigned tenant on node "local".
+func (r *registry) Assign(ctx context.Context, id string) (cluster.Tenant, error) {
+	t, err := r.st.Tenant(id)
+	if err != nil || t.Node != "" {
+		return t, err
+	}
+	node, epoch, from := "local", t.Epoch+1, t.Epoch
+	res, err := r.apply(store.CmdUpdateTenant, store.UpdateTenant{ID: id, ExpectedVersion: t.Version, Node: &node, Epoch: &epoch, RestoreEpoch: &from})
+	if err != nil {
+		return cluster.Tenant{}, err
+	}
+	return res.(cluster.Tenant), nil
+}
+
+func (r *registry) RegisterNode(ctx context.Context, n cluster.Node) (cluster.Node, error) {
+	res, err := r.apply(store.CmdRegisterNode, store.RegisterNode{Node: n})
+	if err != nil {
+		return cluster.Node{}, err
+	}
+	return res.(cluster.Node), nil
+}
+
+// Heartbeat grants the lease the test set (a minute by default) and
+// disowns tenants the registry gives to another node or epoch.
+func (r *registry) Heartbeat(ctx context.Context, hb cluster.Heartbeat) (cluster.HeartbeatReply, error) {
+	if err := r.down.Load(); err != nil {
+		return cluster.HeartbeatReply{}, *err
+	}
+	lease := time.Minute
+	if d := r.lease.Load(); d != 0 {
+		lease = time.Duration(d)
+	}
+	reply := cluster.HeartbeatReply{LeaseMillis: lease.Milliseconds(), State: cluster.NodeActive}
+	for _, tr := range hb.Tenants {
+		if t, err := r.st.Tenant(tr.ID); err != nil || t.Node != hb.Node || t.Epoch != tr.Epoch {
+			reply.Disowned = append(reply.Disowned, tr.ID)
+		}
+	}
+	return reply, nil
 }
 
 func (r *registry) AdvanceEpoch(ctx context.Context, t cluster.Tenant, node string) (cluster.Tenant, error) {

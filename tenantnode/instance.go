@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/benbjohnson/litestream"
@@ -29,7 +30,9 @@ type instance struct {
 	paths   tenantPaths
 	app     *core.BaseApp
 	handler http.Handler
-	dbs     []*litestream.DB
+	dbs     []*litestream.DB // data.db first
+	// inSyncAt is when the object store last held everything (unix nanos).
+	inSyncAt atomic.Int64
 }
 
 // tenantPaths is a tenant's local cache directory:
@@ -99,6 +102,10 @@ func (m *Manager) startInstance(ctx context.Context, inst *instance, fresh bool)
 		}
 	}
 	if err := m.attach(inst); err != nil {
+		return err
+	}
+	inst.bindDurability()
+	if err := m.bindFiles(inst); err != nil {
 		return err
 	}
 	st, _ := readState(p.state)
@@ -192,17 +199,18 @@ func (m *Manager) linkFiles(id string, p tenantPaths) error {
 	return os.Symlink(target, link)
 }
 
-// restore fills p.pbData from the object store: from the current epoch's
-// replica, or else the one it was restored from. It returns the epoch it
-// restored from, or 0 when there was nothing to restore.
+// maxEpochScan bounds how many older epochs a restore looks through for
+// the newest replica (an owner that never wrote leaves its epoch empty).
+const maxEpochScan = 64
+
+// restore fills p.pbData from the object store: from the newest epoch, at
+// or below the tenant's current one, whose replica holds data. It returns
+// the epoch it restored from, or 0 when there was nothing to restore.
 func (m *Manager) restore(ctx context.Context, t cluster.Tenant, p tenantPaths) (uint64, error) {
 	if err := os.MkdirAll(p.pbData, 0o750); err != nil {
 		return 0, err
 	}
-	for _, epoch := range []uint64{t.Epoch, t.RestoreEpoch} {
-		if epoch == 0 {
-			continue
-		}
+	for epoch, n := t.Epoch, 0; epoch > 0 && n < maxEpochScan; epoch, n = epoch-1, n+1 {
 		found, err := m.restoreDB(ctx, t.ID, epoch, "data.db", p)
 		if err != nil {
 			return 0, err
@@ -273,11 +281,14 @@ func (m *Manager) replicaClient(id string, epoch uint64, name string) (litestrea
 
 // attach starts replication of the tenant's databases at its epoch.
 func (m *Manager) attach(inst *instance) error {
+	id := inst.tenant.ID
+	allow := func() bool { return m.mayUpload(id) }
 	for _, name := range replicatedDBs {
-		client, err := m.replicaClient(inst.tenant.ID, inst.tenant.Epoch, name)
+		client, err := m.replicaClient(id, inst.tenant.Epoch, name)
 		if err != nil {
 			return err
 		}
+		client = fencedClient{ReplicaClient: client, allow: allow}
 		db, err := m.repl.Attach(filepath.Join(inst.paths.pbData, name), filepath.Join(inst.paths.meta, name), client)
 		if err != nil {
 			return err

@@ -216,7 +216,7 @@ func TestManager_EvictionReleasesResources(t *testing.T) {
 	n.setup(t, "alpha")
 	cycle := func() {
 		n.post(t, "alpha", "x")
-		if !n.Evict(context.Background(), "alpha") {
+		if ok, _ := n.Evict(context.Background(), "alpha"); !ok {
 			t.Fatal("alpha was not active")
 		}
 	}

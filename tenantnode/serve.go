@@ -16,8 +16,15 @@ import (
 // UI, realtime), activating the tenant first if it is not active. The
 // caller has resolved id from the request; it is validated again here.
 func (m *Manager) ServeTenant(w http.ResponseWriter, r *http.Request, id string) {
+	m.ServeTenantAt(w, r, id, 0)
+}
+
+// ServeTenantAt is ServeTenant for a caller that routed at ownership epoch
+// (0: whatever this node owns). A request for an epoch this node does not
+// hold gets cluster.ErrNotOwner, so the caller re-resolves the route.
+func (m *Manager) ServeTenantAt(w http.ResponseWriter, r *http.Request, id string, epoch uint64) {
 	stream := r.Method == http.MethodGet && r.URL.Path == "/api/realtime"
-	e, err := m.acquire(r.Context(), id, stream)
+	e, err := m.acquire(r.Context(), id, epoch, stream)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return // the client went away
@@ -37,7 +44,7 @@ func (m *Manager) ServeTenant(w http.ResponseWriter, r *http.Request, id string)
 // malformed, password too short) is cluster.ErrInvalidInput. Creating the
 // same superuser with the same password again succeeds and changes nothing.
 func (m *Manager) CreateSuperuser(ctx context.Context, id, email, password string) error {
-	e, err := m.acquire(ctx, id, false)
+	e, err := m.acquire(ctx, id, 0, false)
 	if err != nil {
 		return err
 	}
@@ -71,7 +78,9 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if err := cluster.ValidateTenantIDSyntax(id); err != nil {
 		return err
 	}
-	m.Evict(ctx, id)
+	if _, err := m.Evict(ctx, id); err != nil {
+		m.logger.Warn("final sync of a removed tenant failed", "tenant", id, "error", err)
+	}
 	if err := os.RemoveAll(m.paths(id).dir); err != nil {
 		return fmt.Errorf("remove local copy of %s: %w", id, err)
 	}

@@ -170,6 +170,7 @@ func (p *platform) startControlPlane(ctx context.Context, o *serveOptions, objec
 func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects storage.ObjectStore, platformHandler http.Handler, checks *health.Checker, logger *slog.Logger) (http.Handler, error) {
 	cfg := tenantnode.DefaultConfig()
 	cfg.NodeID = o.nodeID
+	cfg.Addr = o.httpAddr
 	cfg.DataDir = o.dir
 	cfg.MaxTenants = o.maxTenants
 	cfg.IdleTimeout = o.idleTimeout
@@ -181,7 +182,7 @@ func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects
 	if p.node, err = tenantnode.NewManager(cfg, objects, p.cp); err != nil {
 		return nil, err
 	}
-	p.cp.SetProvisioner(p.node)
+	p.cp.SetOrders(localOrders{p.node})
 	if err := p.node.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -293,4 +294,24 @@ func raiseFileLimit(logger *slog.Logger) {
 		}
 	}
 	logger.Debug("open-file limit", "limit", strconv.FormatUint(lim.Cur, 10))
+}
+
+// localOrders gives the control plane's orders to the node in this
+// process (all-in-one).
+type localOrders struct{ m *tenantnode.Manager }
+
+func (l localOrders) Release(ctx context.Context, _ cluster.Node, tenant string, epoch uint64) error {
+	return l.m.Release(ctx, tenant, epoch)
+}
+
+func (l localOrders) Activate(ctx context.Context, _ cluster.Node, tenant string) error {
+	return l.m.Activate(ctx, tenant)
+}
+
+func (l localOrders) CreateSuperuser(ctx context.Context, _ cluster.Node, tenant, email, password string) error {
+	return l.m.CreateSuperuser(ctx, tenant, email, password)
+}
+
+func (l localOrders) Remove(ctx context.Context, _ cluster.Node, tenant string) error {
+	return l.m.Remove(ctx, tenant)
 }

@@ -102,7 +102,7 @@ func TestServe_TenantLifecycle(t *testing.T) {
 		Epoch                                  uint64
 	}
 	r.json(t, &created)
-	if created.ID != "acme" || created.State != "active" || created.Durability != "async" || created.Epoch != 1 ||
+	if created.ID != "acme" || created.State != "active" || created.Durability != "async" || created.Epoch != 0 || created.Node != "" ||
 		created.URL != s.tenantURL("acme", "") || created.Name != "Acme Inc." {
 		t.Fatalf("created tenant: got %+v", created)
 	}
@@ -139,6 +139,16 @@ func TestServe_TenantLifecycle(t *testing.T) {
 	})
 
 	tok := s.superuserTokenAfterAdd("acme")
+	t.Run("placed on a node when first needed", func(t *testing.T) {
+		var got struct {
+			Node  string
+			Epoch uint64
+		}
+		s.api("GET", "/api/cp/tenants/acme", nil).json(t, &got)
+		if got.Node != "local" || got.Epoch != 1 {
+			t.Fatalf("after the first use: got %+v, want node local at epoch 1", got)
+		}
+	})
 	s.createPostsCollection("acme", tok)
 	s.createPost("acme", "before delete")
 

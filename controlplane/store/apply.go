@@ -51,6 +51,8 @@ var handlers = map[string]handler{
 	CmdRevokeToken:   {applyRevokeToken, resultAs[cluster.Token]},
 	CmdSetMember:     {applySetMember, resultAs[cluster.Member]},
 	CmdRemoveMember:  {applyRemoveMember, resultAs[cluster.Member]},
+	CmdRegisterNode:  {applyRegisterNode, resultAs[cluster.Node]},
+	CmdSetNodeState:  {applySetNodeState, resultAs[cluster.Node]},
 }
 
 func resultAs[T any](raw json.RawMessage) (any, error) {
@@ -127,6 +129,11 @@ func (s *Store) Apply(index uint64, data []byte) (any, error) {
 		return nil, fmt.Errorf("apply %s at index %d: %w", cmd.Type, index, err)
 	}
 	s.applied.Store(index)
+	if out.Err == nil {
+		if c, ok := changeOf(&cmd, index); ok {
+			s.feed.publish(c)
+		}
+	}
 	return out.result()
 }
 

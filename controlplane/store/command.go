@@ -23,6 +23,8 @@ const (
 	CmdRevokeToken   = "revoke_token"
 	CmdSetMember     = "set_member"
 	CmdRemoveMember  = "remove_member"
+	CmdRegisterNode  = "register_node"
+	CmdSetNodeState  = "set_node_state"
 )
 
 // CommandVersion is the version this code writes and the only one it
@@ -130,6 +132,20 @@ type RemoveMember struct {
 	ID string `json:"id"`
 }
 
+// RegisterNode is the payload of CmdRegisterNode: ID, Addr and Capacity
+// are taken from Node; state, times and version are set by Apply.
+type RegisterNode struct {
+	Node cluster.Node `json:"node"`
+}
+
+// SetNodeState is the payload of CmdSetNodeState.
+type SetNodeState struct {
+	ID    string            `json:"id"`
+	State cluster.NodeState `json:"state"`
+	// ExpectedVersion, if not zero, must equal the node's Version.
+	ExpectedVersion uint64 `json:"expected_version,omitempty"`
+}
+
 // storedToken is a token as persisted: unlike cluster.Token, its JSON form
 // keeps the hash.
 type storedToken struct {
@@ -158,6 +174,8 @@ var payloadTypes = map[string]reflect.Type{
 	CmdRevokeToken:   reflect.TypeFor[RevokeToken](),
 	CmdSetMember:     reflect.TypeFor[SetMember](),
 	CmdRemoveMember:  reflect.TypeFor[RemoveMember](),
+	CmdRegisterNode:  reflect.TypeFor[RegisterNode](),
+	CmdSetNodeState:  reflect.TypeFor[SetNodeState](),
 }
 
 // EncodeCommand returns the log entry for a command of type typ. payload must

@@ -69,6 +69,7 @@ var (
 	prefixRequest     = []byte("r/")
 	prefixRequestTime = []byte("q/")
 	prefixMember      = []byte("c/")
+	prefixNode        = []byte("n/")
 )
 
 // ErrClosed is returned by every method called after Close.
@@ -92,6 +93,7 @@ type Store struct {
 	broken error
 
 	applied atomic.Uint64
+	feed    feed
 }
 
 // TenantFilter selects tenants in Tenants.

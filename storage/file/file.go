@@ -124,6 +124,18 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	return b, err
 }
 
+// Delete removes the file at key.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // List walks the directory under prefix.
 func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	p, err := s.path(prefix)

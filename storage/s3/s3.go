@@ -190,6 +190,18 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	return io.ReadAll(out.Body)
 }
 
+// Delete removes the object at key.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	k, err := s.key(key)
+	if err != nil {
+		return err
+	}
+	if _, err := s.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(k)}); err != nil && !isNotFound(err) {
+		return fmt.Errorf("s3 delete %s: %w", key, err)
+	}
+	return nil
+}
+
 // List returns the keys under prefix, sorted (S3 lists in key order).
 func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	p, err := s.key(prefix)

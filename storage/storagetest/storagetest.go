@@ -43,6 +43,18 @@ func Run(t *testing.T, open func(t *testing.T) storage.ObjectStore) {
 		if _, err := s.Get(ctx, "tenants/acme/none"); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("missing key: got %v, want ErrNotFound", err)
 		}
+		if err := s.Put(ctx, "tenants/acme/files/a/b.bin2", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(ctx, "tenants/acme/files/a/b.bin2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Get(ctx, "tenants/acme/files/a/b.bin2"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("after delete: got %v, want ErrNotFound", err)
+		}
+		if err := s.Delete(ctx, "tenants/acme/files/a/b.bin2"); err != nil {
+			t.Fatalf("deleting a missing key: %v", err)
+		}
 		keys, err := s.List(ctx, "tenants/acme/")
 		if want := []string{"tenants/acme/files/a/b.bin", "tenants/acme/metadata.json"}; err != nil || !slices.Equal(keys, want) {
 			t.Fatalf("list tenants/acme/: got %v, %v; want %v", keys, err, want)

@@ -1,0 +1,99 @@
+package cluster
+
+import "time"
+
+// NodeState is the lifecycle state of a tenant node in the registry.
+type NodeState string
+
+const (
+	// NodeActive nodes receive new tenants.
+	NodeActive NodeState = "active"
+	// NodeDraining nodes keep serving what they own while their tenants are
+	// moved away; they receive no new ones.
+	NodeDraining NodeState = "draining"
+	// NodeDown nodes lost their lease; their tenants were reassigned.
+	NodeDown NodeState = "down"
+)
+
+// Node is a tenant node as the registry records it.
+type Node struct {
+	ID string `json:"id"`
+	// Addr is the host:port of the node's internal API, where gateways send
+	// tenant requests and the control plane sends orders.
+	Addr  string    `json:"addr"`
+	State NodeState `json:"state"`
+	// Capacity is how many tenants the node keeps active at once.
+	Capacity     int       `json:"capacity"`
+	RegisteredAt time.Time `json:"registered_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	Version      uint64    `json:"version"`
+}
+
+// ValidNodeID reports whether id may name a node: 1 to 64 letters, digits,
+// dots, hyphens or underscores.
+func ValidNodeID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// TenantReport is what a node reports about one of its active tenants.
+type TenantReport struct {
+	ID    string `json:"id"`
+	Epoch uint64 `json:"epoch"`
+	// TXID is the tenant's newest local transaction; ReplicatedTXID the
+	// newest one in the object store.
+	TXID             uint64    `json:"txid"`
+	ReplicatedTXID   uint64    `json:"replicated_txid"`
+	LastReplicatedAt time.Time `json:"last_replicated_at,omitzero"`
+	// LagSeconds is how far the object store trails the local copy (0 when
+	// in sync).
+	LagSeconds float64 `json:"lag_seconds"`
+}
+
+// Heartbeat is a node's periodic report to the control plane; it renews
+// the node's lease.
+type Heartbeat struct {
+	Node     string         `json:"node"`
+	Addr     string         `json:"addr"`
+	Capacity int            `json:"capacity"`
+	Active   int            `json:"active"`
+	Load     float64        `json:"load"`
+	Tenants  []TenantReport `json:"tenants,omitempty"`
+}
+
+// HeartbeatReply grants the lease. A node serves its tenants only while its
+// lease, counted from when it sent the heartbeat, is unexpired.
+type HeartbeatReply struct {
+	LeaseMillis int64 `json:"lease_ms"`
+	// State is the node's registry state.
+	State NodeState `json:"state"`
+	// Disowned lists reported tenants the node no longer owns at the
+	// reported epoch: it must stop them at once.
+	Disowned []string `json:"disowned,omitempty"`
+}
+
+// Route tells a gateway where a tenant is served.
+type Route struct {
+	Tenant string `json:"tenant"`
+	Node   string `json:"node"`
+	Addr   string `json:"addr"`
+	Epoch  uint64 `json:"epoch"`
+}
+
+// Headers of the platform's internal hops (gateway to node). The gateway
+// removes every X-Pbe-* header from client requests.
+const (
+	// HeaderSecret carries the cluster secret.
+	HeaderSecret = "X-Pbe-Secret"
+	// HeaderTenant names the tenant a proxied request is for.
+	HeaderTenant = "X-Pbe-Tenant"
+	// HeaderEpoch is the ownership epoch the gateway routed at.
+	HeaderEpoch = "X-Pbe-Epoch"
+)

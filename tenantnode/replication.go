@@ -1,0 +1,94 @@
+package tenantnode
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/benbjohnson/litestream"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/superfly/ltx"
+
+	"github.com/pbe/pbe/cluster"
+)
+
+// errFenced is returned by a replica client that may no longer write: the
+// node lost its lease or no longer owns the tenant.
+var errFenced = errors.New("replication fenced: this node no longer holds the tenant")
+
+// fencedClient refuses every write to the object store unless allow says
+// the node still holds the tenant. The check narrows, but cannot close, the
+// window in which a paused node's upload lands after the tenant moved: the
+// epoch in the replica path is what makes such an upload harmless.
+type fencedClient struct {
+	litestream.ReplicaClient
+	allow func() bool
+}
+
+func (c fencedClient) WriteLTXFile(ctx context.Context, level int, minTXID, maxTXID ltx.TXID, r io.Reader) (*ltx.FileInfo, error) {
+	if !c.allow() {
+		return nil, errFenced
+	}
+	return c.ReplicaClient.WriteLTXFile(ctx, level, minTXID, maxTXID, r)
+}
+
+func (c fencedClient) DeleteLTXFiles(ctx context.Context, a []*ltx.FileInfo) error {
+	if !c.allow() {
+		return errFenced
+	}
+	return c.ReplicaClient.DeleteLTXFiles(ctx, a)
+}
+
+func (c fencedClient) DeleteAll(ctx context.Context) error {
+	if !c.allow() {
+		return errFenced
+	}
+	return c.ReplicaClient.DeleteAll(ctx)
+}
+
+// report describes the instance for a heartbeat: its epoch and how far the
+// object store trails its data.db.
+func (inst *instance) report() cluster.TenantReport {
+	r := cluster.TenantReport{ID: inst.tenant.ID, Epoch: inst.tenant.Epoch}
+	if len(inst.dbs) == 0 {
+		return r
+	}
+	db := inst.dbs[0] // data.db
+	if pos, err := db.Pos(); err == nil {
+		r.TXID = uint64(pos.TXID)
+	}
+	if db.Replica != nil {
+		r.ReplicatedTXID = uint64(db.Replica.Pos().TXID)
+	}
+	r.LastReplicatedAt = db.LastSuccessfulSyncAt().UTC()
+	now := time.Now()
+	if r.ReplicatedTXID >= r.TXID {
+		inst.inSyncAt.Store(now.UnixNano())
+	} else if at := inst.inSyncAt.Load(); at > 0 {
+		r.LagSeconds = now.Sub(time.Unix(0, at)).Seconds()
+	}
+	return r
+}
+
+// bindDurability makes a tenant in sync durability acknowledge each write
+// only after its commit is in the object store: PocketBase's after-success
+// model hooks run after the commit and before the response, and an error
+// there fails the request.
+func (inst *instance) bindDurability() {
+	if inst.tenant.Durability != cluster.DurabilitySync || len(inst.dbs) == 0 {
+		return
+	}
+	data := inst.dbs[0]
+	wait := func(e *core.ModelEvent) error {
+		if _, isLog := e.Model.(*core.Log); !isLog {
+			if err := data.SyncAndWait(e.Context); err != nil {
+				return cluster.Errorf(cluster.ErrUnavailable, "the write was not confirmed durable in the object store; retry it")
+			}
+		}
+		return e.Next()
+	}
+	inst.app.OnModelAfterCreateSuccess().BindFunc(wait)
+	inst.app.OnModelAfterUpdateSuccess().BindFunc(wait)
+	inst.app.OnModelAfterDeleteSuccess().BindFunc(wait)
+}
