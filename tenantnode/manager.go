@@ -130,11 +130,11 @@ func NewManager(cfg Config, objects storage.ObjectStore, cp ControlPlane) (*Mana
 		return nil, err
 	}
 	return &Manager{
-		cfg:      cfg,
-		objects:  objects,
-		cp:       cp,
-		repl:     repl,
-		logger:   logger,
+		cfg:       cfg,
+		objects:   objects,
+		cp:        cp,
+		repl:      repl,
+		logger:    logger,
 		active:    cache.New[string, *entry](),
 		stopping:  map[string]chan struct{}{},
 		releasing: map[string]bool{},
@@ -212,4 +212,3 @@ func (m *Manager) Ready() error {
 	}
 	return nil
 }
-
