@@ -96,4 +96,23 @@ const (
 	HeaderTenant = "X-Pbe-Tenant"
 	// HeaderEpoch is the ownership epoch the gateway routed at.
 	HeaderEpoch = "X-Pbe-Epoch"
+	// HeaderError is set by a tenant node on the errors it produces itself
+	// (not the tenant's PocketBase): its value is the error code, so a
+	// gateway can tell "retry elsewhere or later" from a tenant's own 503.
+	HeaderError = "X-Pbe-Error"
 )
+
+// WatchEvent is one line of the control plane's watch stream
+// (newline-delimited JSON), which keeps gateways' route caches current.
+type WatchEvent struct {
+	// Type is "snapshot" (the full state: it replaces everything the reader
+	// knew), "tenant" (Route is the tenant's route, or nil when it has none
+	// now), "node" or "ping".
+	Type   string  `json:"type"`
+	Index  uint64  `json:"index,omitempty"`
+	Routes []Route `json:"routes,omitempty"`
+	Nodes  []Node  `json:"nodes,omitempty"`
+	Tenant string  `json:"tenant,omitempty"`
+	Route  *Route  `json:"route,omitempty"`
+	Node   *Node   `json:"node,omitempty"`
+}

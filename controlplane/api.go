@@ -37,7 +37,7 @@ func (c *ControlPlane) Handler() http.Handler {
 	mux.Handle("POST /api/cp/raft/snapshot", op(c.handleRaftSnapshot))
 
 	mux.Handle("GET /api/cp/nodes", op(c.leaderOnly(c.handleListNodes)))
-	mux.Handle("GET /api/cp/nodes/{id}", op(c.leaderOnly(c.handleGetNode)))
+	mux.Handle("GET /api/cp/nodes/{id}", node(c.leaderOnly(c.handleGetNode)))
 	mux.Handle("POST /api/cp/nodes/{id}/drain", node(c.write(c.handleDrainNode)))
 	mux.Handle("POST /api/cp/tenants/{id}/move", op(c.write(c.handleMoveTenant)))
 	mux.Handle("POST /api/cp/rebalance", op(c.write(c.handleRebalance)))

@@ -24,10 +24,18 @@ const (
 type tenantView struct {
 	cluster.Tenant
 	URL string `json:"url"`
+	// Replication is what the tenant's node last reported about it, when
+	// it is active there; only the leader knows it (ask with
+	// ?consistency=strong).
+	Replication *cluster.TenantReport `json:"replication,omitempty"`
 }
 
 func (c *ControlPlane) view(t cluster.Tenant) tenantView {
-	return tenantView{Tenant: t, URL: c.tenantURL(t.ID)}
+	v := tenantView{Tenant: t, URL: c.tenantURL(t.ID)}
+	if r, ok := c.fleet.tenantReport(t.Node, t.ID); ok && r.Epoch == t.Epoch {
+		v.Replication = &r
+	}
+	return v
 }
 
 type adminRequest struct {

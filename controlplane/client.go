@@ -22,10 +22,11 @@ import (
 // the same Idempotency-Key, so a retried write applies at most once. Safe
 // for concurrent use.
 type HTTPClient struct {
-	bases []string
-	token string
-	hc    *http.Client
-	retry time.Duration
+	bases  []string
+	token  string
+	hc     *http.Client
+	stream *http.Client // no overall timeout: for the watch stream
+	retry  time.Duration
 }
 
 // Client timing.
@@ -52,10 +53,11 @@ func NewHTTPClient(baseURLs, token string) *HTTPClient {
 		}
 	}
 	return &HTTPClient{
-		bases: bases,
-		token: token,
-		hc:    &http.Client{Timeout: DefaultClientTimeout},
-		retry: DefaultRetryFor,
+		bases:  bases,
+		token:  token,
+		hc:     &http.Client{Timeout: DefaultClientTimeout},
+		stream: &http.Client{},
+		retry:  DefaultRetryFor,
 	}
 }
 
@@ -68,7 +70,8 @@ func (c *HTTPClient) WithRetry(d time.Duration) *HTTPClient {
 // Tenant is a tenant as the API returns it.
 type Tenant struct {
 	cluster.Tenant
-	URL string `json:"url"`
+	URL         string                `json:"url"`
+	Replication *cluster.TenantReport `json:"replication,omitempty"`
 }
 
 // Admin is a tenant superuser to create.
@@ -239,4 +242,116 @@ func (c *HTTPClient) Snapshot(ctx context.Context) (RaftStatus, error) {
 	var st RaftStatus
 	err := c.do(ctx, http.MethodPost, "/api/cp/raft/snapshot", nil, &st)
 	return st, err
+}
+
+// Calls of tenant nodes and gateways (authenticated with the cluster
+// secret).
+
+// Tenant returns tenant id's record as the leader knows it.
+func (c *HTTPClient) Tenant(ctx context.Context, id string) (cluster.Tenant, error) {
+	var t cluster.Tenant
+	err := c.do(ctx, http.MethodGet, "/api/cp/tenants/"+url.PathEscape(id)+"?consistency=strong", nil, &t)
+	return t, err
+}
+
+// Route returns where tenant id is served, placing it first if needed.
+func (c *HTTPClient) Route(ctx context.Context, id string) (cluster.Route, error) {
+	var r cluster.Route
+	err := c.do(ctx, http.MethodPost, "/api/cp/internal/route/"+url.PathEscape(id), nil, &r)
+	return r, err
+}
+
+// Assign places tenant id if it has no node and returns its record.
+func (c *HTTPClient) Assign(ctx context.Context, id string) (cluster.Tenant, error) {
+	if _, err := c.Route(ctx, id); err != nil {
+		return cluster.Tenant{}, err
+	}
+	return c.Tenant(ctx, id)
+}
+
+// AdvanceEpoch moves t to a new epoch owned by node.
+func (c *HTTPClient) AdvanceEpoch(ctx context.Context, t cluster.Tenant, node string) (cluster.Tenant, error) {
+	var out cluster.Tenant
+	err := c.do(ctx, http.MethodPost, "/api/cp/internal/tenants/"+url.PathEscape(t.ID)+"/advance", advanceRequest{Tenant: t, Node: node}, &out)
+	return out, err
+}
+
+// RegisterNode records a tenant node.
+func (c *HTTPClient) RegisterNode(ctx context.Context, n cluster.Node) (cluster.Node, error) {
+	var out cluster.Node
+	err := c.do(ctx, http.MethodPost, "/api/cp/internal/nodes", n, &out)
+	return out, err
+}
+
+// Heartbeat renews a node's lease.
+func (c *HTTPClient) Heartbeat(ctx context.Context, hb cluster.Heartbeat) (cluster.HeartbeatReply, error) {
+	var out cluster.HeartbeatReply
+	err := c.do(ctx, http.MethodPost, "/api/cp/internal/heartbeat", hb, &out)
+	return out, err
+}
+
+// DrainNode asks the control plane to move every tenant off node id.
+func (c *HTTPClient) DrainNode(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/api/cp/nodes/"+url.PathEscape(id)+"/drain", nil, nil)
+}
+
+// Watch streams routing events from one control-plane node to fn, in
+// order, until ctx ends or the stream breaks (it returns the reason). The
+// first event is a snapshot. Call it again to reconnect: the next node in
+// the list is tried when one cannot be reached.
+func (c *HTTPClient) Watch(ctx context.Context, fn func(cluster.WatchEvent)) error {
+	var last error
+	for _, base := range c.bases {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/cp/internal/watch", nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		resp, err := c.stream.Do(req)
+		if err != nil {
+			last = err
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			last = decodeErrorBody(resp)
+			resp.Body.Close()
+			continue
+		}
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var ev cluster.WatchEvent
+			if err := dec.Decode(&ev); err != nil {
+				resp.Body.Close()
+				return fmt.Errorf("watch %s: %w", base, err)
+			}
+			fn(ev)
+		}
+	}
+	if last == nil {
+		last = errors.New("no control-plane address given")
+	}
+	return fmt.Errorf("watch: %w", last)
+}
+
+// Node returns a tenant node as the leader sees it.
+func (c *HTTPClient) Node(ctx context.Context, id string) (NodeView, error) {
+	var n NodeView
+	err := c.do(ctx, http.MethodGet, "/api/cp/nodes/"+url.PathEscape(id), nil, &n)
+	return n, err
+}
+
+// Nodes lists the tenant nodes as the leader sees them.
+func (c *HTTPClient) Nodes(ctx context.Context) ([]NodeView, error) {
+	var out struct {
+		Items []NodeView `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/cp/nodes", nil, &out)
+	return out.Items, err
+}
+
+// MoveTenant moves a tenant to node (empty: the best other node).
+func (c *HTTPClient) MoveTenant(ctx context.Context, id, node string) (Tenant, error) {
+	var t Tenant
+	err := c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/move", moveRequest{Node: node}, &t)
+	return t, err
 }

@@ -37,8 +37,9 @@ type fleet struct {
 }
 
 type nodeReport struct {
-	at time.Time
-	hb cluster.Heartbeat
+	at      time.Time
+	hb      cluster.Heartbeat
+	tenants map[string]cluster.TenantReport
 }
 
 func newFleet() *fleet {
@@ -59,7 +60,12 @@ func (f *fleet) lead(leader bool) {
 func (f *fleet) record(hb cluster.Heartbeat) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.seen[hb.Node] = nodeReport{at: time.Now(), hb: hb}
+	tenants := make(map[string]cluster.TenantReport, len(hb.Tenants))
+	for _, r := range hb.Tenants {
+		tenants[r.ID] = r
+	}
+	hb.Tenants = nil
+	f.seen[hb.Node] = nodeReport{at: time.Now(), hb: hb, tenants: tenants}
 	f.pending[hb.Node] = 0
 }
 
@@ -83,11 +89,12 @@ func (f *fleet) settled(lease, margin time.Duration) bool {
 	return !f.leaderSince.IsZero() && time.Since(f.leaderSince) > lease+margin
 }
 
-func (f *fleet) report(id string) (cluster.Heartbeat, bool) {
+// tenantReport returns what node last reported about tenant.
+func (f *fleet) tenantReport(node, tenant string) (cluster.TenantReport, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	r, ok := f.seen[id]
-	return r.hb, ok
+	r, ok := f.seen[node].tenants[tenant]
+	return r, ok
 }
 
 func (f *fleet) assigned(id string) {
@@ -128,12 +135,13 @@ func (c *ControlPlane) Heartbeat(ctx context.Context, hb cluster.Heartbeat) (clu
 	if err != nil {
 		return cluster.HeartbeatReply{}, err
 	}
+	reports := hb.Tenants
 	c.fleet.record(hb)
 	reply := cluster.HeartbeatReply{LeaseMillis: c.cfg.Lease.Milliseconds(), State: n.State}
 	if n.State == cluster.NodeDown {
 		reply.LeaseMillis = 0 // re-register first
 	}
-	for _, tr := range hb.Tenants {
+	for _, tr := range reports {
 		t, err := c.store.Tenant(tr.ID)
 		if err != nil || t.State != cluster.TenantActive || t.Node != hb.Node || t.Epoch != tr.Epoch {
 			reply.Disowned = append(reply.Disowned, tr.ID)

@@ -9,20 +9,6 @@ import (
 	"github.com/pbe/pbe/controlplane/store"
 )
 
-// WatchEvent is one line of the watch stream (newline-delimited JSON).
-type WatchEvent struct {
-	// Type is "snapshot" (the full state; replaces everything the reader
-	// knew), "tenant" (Route is the tenant's route, or nil with Tenant set
-	// when it no longer has one), "node" or "ping".
-	Type   string          `json:"type"`
-	Index  uint64          `json:"index,omitempty"`
-	Routes []cluster.Route `json:"routes,omitempty"`
-	Nodes  []cluster.Node  `json:"nodes,omitempty"`
-	Tenant string          `json:"tenant,omitempty"`
-	Route  *cluster.Route  `json:"route,omitempty"`
-	Node   *cluster.Node   `json:"node,omitempty"`
-}
-
 // Watch stream tuning.
 const (
 	watchBuffer = 4096
@@ -58,14 +44,14 @@ func (c *ControlPlane) handleWatch(w http.ResponseWriter, r *http.Request) {
 	ping := time.NewTicker(watchPing)
 	defer ping.Stop()
 	for {
-		var ev WatchEvent
+		var ev cluster.WatchEvent
 		select {
 		case <-r.Context().Done():
 			return
 		case <-c.quit:
 			return
 		case <-ping.C:
-			ev = WatchEvent{Type: "ping"}
+			ev = cluster.WatchEvent{Type: "ping"}
 		case ch, ok := <-sub.C:
 			if !ok || ch.Kind == store.ChangeReset {
 				return // fell behind or state replaced: the reader reconnects
@@ -80,11 +66,11 @@ func (c *ControlPlane) handleWatch(w http.ResponseWriter, r *http.Request) {
 }
 
 // routingSnapshot is every node and every routable tenant.
-func (c *ControlPlane) routingSnapshot() (WatchEvent, error) {
+func (c *ControlPlane) routingSnapshot() (cluster.WatchEvent, error) {
 	index := c.store.AppliedIndex()
 	nodes, err := c.store.Nodes()
 	if err != nil {
-		return WatchEvent{}, err
+		return cluster.WatchEvent{}, err
 	}
 	addr := map[string]string{}
 	for _, n := range nodes {
@@ -94,7 +80,7 @@ func (c *ControlPlane) routingSnapshot() (WatchEvent, error) {
 	}
 	ts, err := c.store.Tenants(store.TenantFilter{State: cluster.TenantActive})
 	if err != nil {
-		return WatchEvent{}, err
+		return cluster.WatchEvent{}, err
 	}
 	routes := make([]cluster.Route, 0, len(ts))
 	for _, t := range ts {
@@ -102,19 +88,19 @@ func (c *ControlPlane) routingSnapshot() (WatchEvent, error) {
 			routes = append(routes, cluster.Route{Tenant: t.ID, Node: t.Node, Addr: a, Epoch: t.Epoch})
 		}
 	}
-	return WatchEvent{Type: "snapshot", Index: index, Routes: routes, Nodes: nodes}, nil
+	return cluster.WatchEvent{Type: "snapshot", Index: index, Routes: routes, Nodes: nodes}, nil
 }
 
 // changeEvent describes the current state of what ch changed.
-func (c *ControlPlane) changeEvent(ch store.Change) WatchEvent {
+func (c *ControlPlane) changeEvent(ch store.Change) cluster.WatchEvent {
 	if ch.Kind == store.ChangeNode {
 		n, err := c.store.Node(ch.ID)
 		if err != nil {
-			return WatchEvent{Type: "ping"}
+			return cluster.WatchEvent{Type: "ping"}
 		}
-		return WatchEvent{Type: "node", Index: ch.Index, Node: &n}
+		return cluster.WatchEvent{Type: "node", Index: ch.Index, Node: &n}
 	}
-	ev := WatchEvent{Type: "tenant", Index: ch.Index, Tenant: ch.ID}
+	ev := cluster.WatchEvent{Type: "tenant", Index: ch.Index, Tenant: ch.ID}
 	t, err := c.store.Tenant(ch.ID)
 	if err != nil || t.State != cluster.TenantActive || t.Node == "" {
 		return ev

@@ -2,10 +2,33 @@
 // every request from its Host ({tenant}.{domain}) or, where the operator
 // allows it, an X-Tenant-ID header, strips the headers the platform uses
 // internally, enforces the body limit, and hands the request to the tenant
-// (in-process in all-in-one mode) or to the platform API on the base domain.
+// or to the platform API on the base domain.
 //
-// Invariant: a request reaches a tenant only under an id that passed
-// cluster.ValidateTenantIDSyntax; nothing else in the Host is trusted.
+// In all-in-one mode the gateway runs in the tenant node's process and
+// hands tenant requests to the node's handler directly (Tenants): there is
+// no proxy hop. A gateway in its own process uses Proxy as its Tenants: it
+// keeps a route cache fed by the control plane's watch stream, proxies
+// each request to the node that owns the tenant (authenticated with the
+// cluster secret, at the routed ownership epoch), with one circuit breaker
+// per node; and NewPlatformProxy forwards the base domain to the control
+// plane, failing over between its nodes.
+//
+// Invariants:
+//   - A request reaches a tenant only under an id that passed
+//     cluster.ValidateTenantIDSyntax; nothing else in the Host is trusted.
+//   - X-Pbe-* headers from clients never reach a node or the control plane,
+//     and X-Pbe-* headers from upstream never reach a client.
+//   - A request for a tenant whose route is cached makes no control-plane
+//     call; a miss makes at most one call per tenant at a time, and nothing
+//     polls.
+//   - While a tenant moves or fails over, a client never sees a node's
+//     internal 503 (not_owner, tenant_moving, no_lease, unavailable,
+//     shutting_down) or a connection error: the request is held and
+//     retried for up to ProxyConfig.HoldTimeout, then answered with a 503
+//     JSON error and Retry-After. (A body larger than
+//     ProxyConfig.MaxReplayBody is sent once: if that fails, the 503 comes
+//     at once.) A tenant's own responses, 5xx included, pass through
+//     untouched.
 package gateway
 
 import (

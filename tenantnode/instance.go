@@ -54,10 +54,16 @@ func (m *Manager) paths(id string) tenantPaths {
 	}
 }
 
-// localState records which owner epoch the local copy was written at.
+// localState records which owner epoch the local copy was written at, and
+// whether its replication was shut down cleanly (final sync done). After
+// an unclean stop (kill -9, power loss) the local database is intact
+// (SQLite's WAL) but Litestream's own state may not match the replica, and
+// resuming that replica history has produced corrupt restores: the node
+// then starts a new epoch with a fresh snapshot instead.
 type localState struct {
 	Epoch uint64 `json:"epoch"`
 	Node  string `json:"node"`
+	Clean bool   `json:"clean"`
 }
 
 // tenantMetadata is written to the object store once a tenant's first
@@ -123,7 +129,7 @@ func (m *Manager) startInstance(ctx context.Context, inst *instance, fresh bool)
 			return err
 		}
 	}
-	if err := writeState(p.state, localState{Epoch: t.Epoch, Node: m.cfg.NodeID}); err != nil {
+	if err := writeState(p.state, localState{Epoch: t.Epoch, Node: m.cfg.NodeID, Clean: false}); err != nil {
 		return err
 	}
 	h, err := buildHandler(inst.app)
@@ -141,11 +147,15 @@ func (m *Manager) prepareLocal(ctx context.Context, t cluster.Tenant, p tenantPa
 	st, _ := readState(p.state)
 	ours := st.Epoch == t.Epoch && st.Node == m.cfg.NodeID && t.Node == m.cfg.NodeID
 	if ours && exists(filepath.Join(p.pbData, "data.db")) {
-		if exists(p.meta) {
+		if st.Clean && exists(p.meta) {
 			return t, false, nil // the normal restart and re-activation path
 		}
 		// The local database is the newest copy but Litestream's state is
-		// gone: never continue an existing replica history without it.
+		// gone or suspect: never continue that replica history.
+		if err := os.RemoveAll(p.meta); err != nil {
+			return t, false, err
+		}
+		m.logger.Warn("local copy was not shut down cleanly: continuing in a new epoch", "tenant", t.ID, "epoch", t.Epoch)
 		t, err := m.cp.AdvanceEpoch(ctx, t, m.cfg.NodeID)
 		return t, false, err
 	}
@@ -233,6 +243,8 @@ func (m *Manager) restoreDB(ctx context.Context, id string, epoch uint64, name s
 	}
 	found, err := storage.Restore(ctx, client, filepath.Join(p.pbData, name))
 	if err != nil {
+		m.logger.Error("restore failed", "tenant", id, "db", name, "epoch", epoch, "error", err)
+		_ = os.Remove(filepath.Join(p.pbData, name))
 		return false, cluster.Errorf(cluster.ErrUnavailable, "tenant %s could not be restored from the object store; retry shortly", id)
 	}
 	if found {
@@ -307,6 +319,13 @@ func (m *Manager) closeInstance(ctx context.Context, inst *instance) error {
 	}
 	for _, db := range inst.dbs {
 		if err := m.repl.Detach(ctx, db.Path()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 && inst.handler != nil {
+		// Final sync done: the next start may continue this replica history.
+		st := localState{Epoch: inst.tenant.Epoch, Node: m.cfg.NodeID, Clean: true}
+		if err := writeState(inst.paths.state, st); err != nil {
 			errs = append(errs, err)
 		}
 	}

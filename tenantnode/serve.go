@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/pocketbase/pocketbase/core"
 
@@ -32,12 +33,49 @@ func (m *Manager) ServeTenantAt(w http.ResponseWriter, r *http.Request, id strin
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = cluster.Errorf(cluster.ErrUnavailable, "tenant %s is still starting; retry shortly", id)
 		}
+		if ce, ok := cluster.AsError(err); ok {
+			w.Header().Set(cluster.HeaderError, ce.Code)
+		}
 		cluster.WriteError(w, err)
 		return
 	}
 	defer m.release(e, stream)
-	e.inst.handler.ServeHTTP(w, r)
+	e.inst.handler.ServeHTTP(internalHeaderFilter{w}, r)
 }
+
+// internalHeaderFilter keeps a tenant's own responses from carrying the
+// platform's internal headers (a hook setting X-Pbe-Error could otherwise
+// make gateways hold its requests).
+type internalHeaderFilter struct{ http.ResponseWriter }
+
+func (f internalHeaderFilter) strip() {
+	h := f.ResponseWriter.Header()
+	for k := range h {
+		if strings.HasPrefix(k, "X-Pbe-") {
+			delete(h, k)
+		}
+	}
+}
+
+func (f internalHeaderFilter) WriteHeader(code int) {
+	f.strip()
+	f.ResponseWriter.WriteHeader(code)
+}
+
+func (f internalHeaderFilter) Write(b []byte) (int, error) {
+	f.strip()
+	return f.ResponseWriter.Write(b)
+}
+
+// Flush lets realtime streams through.
+func (f internalHeaderFilter) Flush() {
+	if fl, ok := f.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (f internalHeaderFilter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 // CreateSuperuser creates a PocketBase superuser in tenant id, activating
 // the tenant if needed. A value PocketBase refuses (e-mail taken or

@@ -38,6 +38,7 @@ func (m *Manager) Handler(secret string) http.Handler {
 			return
 		}
 		if !isSecret(secret, r.Header.Get(cluster.HeaderSecret)) {
+			w.Header().Set(cluster.HeaderError, cluster.ErrUnauthorized.Code)
 			cluster.WriteError(w, cluster.Errorf(cluster.ErrUnauthorized, "this is a tenant node's internal API: missing or wrong cluster secret"))
 			return
 		}
@@ -48,6 +49,7 @@ func (m *Manager) Handler(secret string) http.Handler {
 		}
 		epoch, err := strconv.ParseUint(r.Header.Get(cluster.HeaderEpoch), 10, 64)
 		if err != nil {
+			w.Header().Set(cluster.HeaderError, cluster.ErrInvalidInput.Code)
 			cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "missing or malformed %s", cluster.HeaderEpoch))
 			return
 		}

@@ -83,6 +83,9 @@ func launchProc(t testing.TB, dir, port string, args, env []string) *proc {
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-p.exited
+		if t.Failed() {
+			t.Logf("output of pbe %s:\n%s", strings.Join(args, " "), p.output())
+		}
 	})
 	return p
 }

@@ -32,9 +32,12 @@ const startTimeout = 2 * time.Minute
 type platform struct {
 	store    *store.Store
 	cp       *controlplane.ControlPlane
+	cpClient *controlplane.HTTPClient // tenant-node and gateway modes
 	node     *tenantnode.Manager
+	proxy    *gateway.Proxy
 	server   *http.Server
 	listener net.Listener
+	nodeID   string
 }
 
 func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error {
@@ -58,7 +61,11 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	printBanner(stdout, o, p.cp.GeneratedToken())
+	token := ""
+	if p.cp != nil {
+		token = p.cp.GeneratedToken()
+	}
+	printBanner(stdout, o, token)
 
 	errc := make(chan error, 1)
 	go func() { errc <- p.server.Serve(p.listener) }()
@@ -82,7 +89,7 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer) err
 // startPlatform opens every part of the mode behind listener ln; on
 // failure it stops what it started (ln included).
 func startPlatform(ctx context.Context, o *serveOptions, ln net.Listener, logger *slog.Logger) (_ *platform, err error) {
-	p := &platform{listener: ln}
+	p := &platform{listener: ln, nodeID: o.nodeID}
 	o.httpAddr = ln.Addr().String()
 	if o.publicURL == "" {
 		o.publicURL = "http://{tenant}." + o.domain + portSuffix(o.httpAddr)
@@ -98,24 +105,20 @@ func startPlatform(ctx context.Context, o *serveOptions, ln net.Listener, logger
 			_ = p.stop(context.Background())
 		}
 	}()
-	objects, err := storage.Open(ctx, o.objects)
-	if err != nil {
-		return nil, err
-	}
 	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	if err := p.startControlPlane(startCtx, o, objects, logger); err != nil {
-		return nil, err
-	}
 	checks := health.New()
-	checks.Add("control_plane", p.cp.Ready)
-	checks.Add("disk", p.cp.DiskReady)
-	checks.Add("object_store", objects.Ping)
-	handler := baseHandler(p.cp.Handler(), checks)
-	if cluster.Mode(o.mode) == cluster.ModeAllInOne {
-		if handler, err = p.startTenantNode(startCtx, o, objects, handler, checks, logger); err != nil {
-			return nil, err
-		}
+	var handler http.Handler
+	switch cluster.Mode(o.mode) {
+	case cluster.ModeTenantNode:
+		handler, err = p.startRemoteNode(startCtx, o, checks, logger)
+	case cluster.ModeGateway:
+		handler, err = p.startGateway(startCtx, o, checks, logger)
+	default:
+		handler, err = p.startWithControlPlane(startCtx, o, checks, logger)
+	}
+	if err != nil {
+		return nil, err
 	}
 	p.server = &http.Server{
 		Handler:           handler,
@@ -124,6 +127,43 @@ func startPlatform(ctx context.Context, o *serveOptions, ln net.Listener, logger
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	return p, nil
+}
+
+// startWithControlPlane starts the modes that run a control plane: it
+// alone (control-plane) or with a tenant node and an in-process gateway
+// (all-in-one).
+func (p *platform) startWithControlPlane(ctx context.Context, o *serveOptions, checks *health.Checker, logger *slog.Logger) (http.Handler, error) {
+	objects, err := storage.Open(ctx, o.objects)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.startControlPlane(ctx, o, objects, logger); err != nil {
+		return nil, err
+	}
+	checks.Add("control_plane", p.cp.Ready)
+	checks.Add("disk", p.cp.DiskReady)
+	checks.Add("object_store", objects.Ping)
+	handler := baseHandler(p.cp.Handler(), checks)
+	if cluster.Mode(o.mode) != cluster.ModeAllInOne {
+		return handler, nil
+	}
+	return p.startTenantNode(ctx, o, objects, p.cp, handler, checks, logger)
+}
+
+// startRemoteNode starts a tenant node in its own process: it talks to the
+// control plane over HTTP and serves gateways and the control plane on its
+// internal API.
+func (p *platform) startRemoteNode(ctx context.Context, o *serveOptions, checks *health.Checker, logger *slog.Logger) (http.Handler, error) {
+	objects, err := storage.Open(ctx, o.objects)
+	if err != nil {
+		return nil, err
+	}
+	cp := controlplane.NewHTTPClient(o.controlPlane, o.clusterSecret).WithRetry(5 * time.Second)
+	if _, err := p.startTenantNode(ctx, o, objects, cp, nil, checks, logger); err != nil {
+		return nil, err
+	}
+	p.cpClient = cp
+	return p.node.Handler(o.clusterSecret), nil
 }
 
 // startControlPlane opens the registry store and starts the control plane.
@@ -154,6 +194,7 @@ func (p *platform) startControlPlane(ctx context.Context, o *serveOptions, objec
 	cfg.DeleteGrace = o.deleteGrace
 	cfg.PurgeInterval = o.purgeInterval
 	cfg.PublicURL = o.publicURL
+	cfg.Lease = o.lease
 	cfg.Disk = store.DefaultDiskConfig(o.dir)
 	cfg.Disk.MinFreeBytes = uint64(o.minFreeDisk)
 	cfg.Disk.CheckInterval = o.diskCheckInterval
@@ -165,12 +206,16 @@ func (p *platform) startControlPlane(ctx context.Context, o *serveOptions, objec
 	return p.cp.Start(ctx)
 }
 
-// startTenantNode starts the local tenant node and returns the gateway
-// that routes between it and the platform handler.
-func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects storage.ObjectStore, platformHandler http.Handler, checks *health.Checker, logger *slog.Logger) (http.Handler, error) {
+// startTenantNode starts the tenant node of this process and, in
+// all-in-one mode, returns the gateway that routes between it and the
+// platform handler.
+func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects storage.ObjectStore, cp tenantnode.ControlPlane, platformHandler http.Handler, checks *health.Checker, logger *slog.Logger) (http.Handler, error) {
 	cfg := tenantnode.DefaultConfig()
 	cfg.NodeID = o.nodeID
 	cfg.Addr = o.httpAddr
+	if o.advertiseHTTP != "" {
+		cfg.Addr = o.advertiseHTTP
+	}
 	cfg.DataDir = o.dir
 	cfg.MaxTenants = o.maxTenants
 	cfg.IdleTimeout = o.idleTimeout
@@ -179,14 +224,19 @@ func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects
 	cfg.Replication.SyncInterval = o.replicationInterval
 	cfg.Logger = logger
 	var err error
-	if p.node, err = tenantnode.NewManager(cfg, objects, p.cp); err != nil {
+	if p.node, err = tenantnode.NewManager(cfg, objects, cp); err != nil {
 		return nil, err
 	}
-	p.cp.SetOrders(localOrders{p.node})
+	if p.cp != nil {
+		p.cp.SetOrders(localOrders{p.node})
+	}
 	if err := p.node.Start(ctx); err != nil {
 		return nil, err
 	}
 	checks.Add("tenant_node", func(context.Context) error { return p.node.Ready() })
+	if platformHandler == nil {
+		return nil, nil
+	}
 
 	gwCfg := gateway.DefaultConfig()
 	gwCfg.Domain = o.domain
@@ -200,6 +250,9 @@ func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects
 // stopped (realtime streams end, final sync), then the control plane.
 func (p *platform) stop(ctx context.Context) error {
 	var errs []error
+	if p.cpClient != nil && p.node != nil {
+		p.drainSelf(ctx) // a tenant node hands its tenants over before it exits
+	}
 	shutdownDone := make(chan struct{})
 	if p.server != nil {
 		go func() {
@@ -220,6 +273,11 @@ func (p *platform) stop(ctx context.Context) error {
 		}
 	}
 	<-shutdownDone
+	if p.proxy != nil {
+		if err := p.proxy.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop gateway: %w", err))
+		}
+	}
 	if p.cp != nil {
 		if err := p.cp.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop control plane: %w", err))
@@ -231,6 +289,32 @@ func (p *platform) stop(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// drainPoll is how often a stopping tenant node checks its drain.
+const drainPoll = 200 * time.Millisecond
+
+// drainSelf asks the control plane to move every tenant off this node and
+// waits (within ctx) until none is left, serving requests meanwhile.
+func (p *platform) drainSelf(ctx context.Context) {
+	logger := slog.Default()
+	if err := p.cpClient.DrainNode(ctx, p.nodeID); err != nil {
+		logger.Warn("drain before stopping failed; tenants fail over after the lease instead", "error", err)
+		return
+	}
+	for {
+		n, err := p.cpClient.Node(ctx, p.nodeID)
+		if err == nil && n.Assigned == 0 {
+			logger.Info("drained: no tenants left on this node")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			logger.Warn("stopping before the drain finished; the rest fail over after the lease")
+			return
+		case <-time.After(drainPoll):
+		}
+	}
 }
 
 // baseHandler serves the base domain: the platform API and health.

@@ -54,6 +54,11 @@ type serveOptions struct {
 	join          string
 	clusterSecret string
 	minFreeDisk   byteSize
+	controlPlane  string
+	lease         time.Duration
+	// allowTenantHeaderSet records whether --allow-tenant-header was given
+	// (its default differs between all-in-one and gateway).
+	allowTenantHeaderSet bool
 }
 
 func defaultServeOptions() serveOptions {
@@ -75,6 +80,7 @@ func defaultServeOptions() serveOptions {
 		logLevel:            "info",
 		logFormat:           "text",
 		minFreeDisk:         store.DefaultMinFreeBytes,
+		lease:               controlplane.DefaultLease,
 	}
 }
 
@@ -101,12 +107,13 @@ the same --raft-peers on each, or a new node joins a running cluster with
 			if err := applyEnvAndFile(cmd.Flags(), o.configFile); err != nil {
 				return usageError{err}
 			}
+			o.allowTenantHeaderSet = cmd.Flags().Changed("allow-tenant-header")
 			return runServe(cmd.Context(), o, os.Stdout, os.Stderr)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.configFile, "config", "", "config file (YAML or JSON; keys are these flag names)")
-	f.StringVar(&o.mode, "mode", o.mode, "role to run: all-in-one or control-plane")
+	f.StringVar(&o.mode, "mode", o.mode, "role to run: all-in-one, control-plane, tenant-node or gateway")
 	f.StringVar(&o.httpAddr, "http", o.httpAddr, "address to serve HTTP on")
 	f.StringVar(&o.dir, "dir", o.dir, "data directory (control-plane state, tenant cache, admin.token)")
 	f.StringVar(&o.objects, "objects", "", "object store URL where tenants are durable (default file://{dir}/objects)")
@@ -115,7 +122,7 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.StringVar(&o.nodeID, "node-id", o.nodeID, "this node's id")
 	f.IntVar(&o.maxTenants, "max-tenants", o.maxTenants, "tenants active at once on this node; past it the least recently used idle one is evicted")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", o.idleTimeout, "evict a tenant after this long without requests")
-	f.BoolVar(&o.allowTenantHeader, "allow-tenant-header", o.allowTenantHeader, "let the X-Tenant-ID header select a tenant on the base domain")
+	f.BoolVar(&o.allowTenantHeader, "allow-tenant-header", o.allowTenantHeader, "let the X-Tenant-ID header select a tenant on the base domain (default true in all-in-one, false in gateway mode)")
 	f.Var(&o.maxBody, "max-body", "largest request body accepted (e.g. 32MiB)")
 	f.DurationVar(&o.deleteGrace, "delete-grace", o.deleteGrace, "how long a deleted tenant's data is kept so it can be restored")
 	f.DurationVar(&o.replicationInterval, "replication-interval", o.replicationInterval, "how often tenant changes are shipped to the object store (the replication lag)")
@@ -129,6 +136,8 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.StringVar(&o.join, "join", "", "join a running cluster through these control-plane API URLs (comma-separated)")
 	f.StringVar(&o.clusterSecret, "cluster-secret", "", "secret shared by all nodes; authenticates Raft traffic and joins (prefer the env PBE_CLUSTER_SECRET)")
 	f.Var(&o.minFreeDisk, "min-free-disk", "free space on the data volume below which the control plane refuses writes (507)")
+	f.StringVar(&o.controlPlane, "control-plane", "", "control-plane API addresses for tenant nodes and gateways (host:port or URL, comma-separated)")
+	f.DurationVar(&o.lease, "lease", o.lease, "how long a tenant node's heartbeat entitles it to serve its tenants (control plane); tenants fail over a little after it runs out")
 	return cmd
 }
 
@@ -147,11 +156,24 @@ func (o *serveOptions) validate() error {
 		if err := o.validateCluster(); err != nil {
 			return err
 		}
-	default:
-		return fmt.Errorf("--mode=%s is not available in this build; use all-in-one or control-plane", mode)
+	case cluster.ModeTenantNode, cluster.ModeGateway:
+		if o.controlPlane == "" {
+			return fmt.Errorf("--mode=%s needs --control-plane (the control-plane nodes' API addresses)", mode)
+		}
+		if len(o.clusterSecret) < 16 {
+			return fmt.Errorf("--mode=%s needs --cluster-secret (or PBE_CLUSTER_SECRET) of at least 16 characters", mode)
+		}
+		if mode == cluster.ModeTenantNode && o.advertiseHTTP == "" {
+			if host, _, _ := net.SplitHostPort(o.httpAddr); host == "" || net.ParseIP(host).IsUnspecified() {
+				return fmt.Errorf("--http %s listens on every interface: give --advertise-http, the host:port gateways reach this node at", o.httpAddr)
+			}
+		}
 	}
 	if _, _, err := net.SplitHostPort(o.httpAddr); err != nil {
 		return fmt.Errorf("--http %q: want host:port, e.g. 127.0.0.1:8090", o.httpAddr)
+	}
+	if mode == cluster.ModeGateway && !o.allowTenantHeaderSet {
+		o.allowTenantHeader = false
 	}
 	if o.objects == "" {
 		abs, err := filepath.Abs(filepath.Join(o.dir, "objects"))
