@@ -90,6 +90,9 @@ var (
 	// ErrNoLease is returned by a node whose lease has lapsed: it serves
 	// nothing until the control plane renews it.
 	ErrNoLease = &Error{Code: "no_lease", Message: "node has no lease; retry shortly"}
+	// ErrStorageUnavailable is returned when a tenant cannot be opened
+	// because the object store cannot be read: it is not opened empty.
+	ErrStorageUnavailable = &Error{Code: "storage_unavailable", Message: "the object store is unavailable; retry later"}
 	// ErrNoNode is returned when no tenant node can take a tenant.
 	ErrNoNode = &Error{Code: "no_node", Message: "no tenant node is available; retry shortly"}
 )

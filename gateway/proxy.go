@@ -118,6 +118,7 @@ type Proxy struct {
 	own       *http.Transport // the transport we built (nil if injected)
 	breakers  *breakers
 	routes    routeTable
+	flights   inflight
 	misses    singleflight.Group
 	feed      feedState
 	ctx       context.Context // ends at Stop: the watch loop, lookups, holds

@@ -84,7 +84,15 @@ func (p *Proxy) try(w http.ResponseWriter, r *http.Request, id string, body *rep
 		return lookupOutcome(r, err)
 	}
 	a := &attempt{route: rt}
-	out := withAttempt(r, a)
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	ctl := &attemptCtl{route: rt, cancel: cancel}
+	p.flights.add(id, ctl)
+	defer p.flights.remove(id, ctl)
+	if cur := p.routes.get(id); cur != rt && cur != nil {
+		p.flights.supersede(id, cur) // the route changed between lookup and now
+	}
+	out := withAttempt(r.WithContext(ctx), a)
 	if err := body.attach(out); err != nil {
 		return outcome{final: cluster.Errorf(cluster.ErrUnavailable, "could not resend the request body; retry")}
 	}

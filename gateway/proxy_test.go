@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -412,5 +413,37 @@ func TestProxy_ClientGoneStopsRetrying(t *testing.T) {
 	case <-rt.returned:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the proxy kept holding a request whose client went away")
+	}
+}
+
+// A node that stops answering mid-request (paused past its lease) must not
+// hold the request forever: when the route moves, the attempt is abandoned
+// and the request is retried, body included, at the new owner.
+func TestProxy_RouteChangeAbandonsAttemptsAtTheOldOwner(t *testing.T) {
+	hung := make(chan struct{})
+	defer close(hung)
+	n1 := newNode(t, func(w http.ResponseWriter, r *http.Request) { <-hung })
+	n2 := newNode(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "n2 got %s", b)
+	})
+	cp := newFakeCP()
+	p := newTestProxy(t, cp, nil)
+	s := startFeed(t, p, cp, cluster.Route{Tenant: "acme", Node: "n1", Addr: n1.addr, Epoch: 1})
+	front := serveFront(t, p)
+	done := make(chan string, 1)
+	go func() {
+		resp, body := call(t, front, http.MethodPost, "/api/collections/posts/records", strings.NewReader("payload"), nil)
+		done <- fmt.Sprint(resp.StatusCode, " ", body)
+	}()
+	eventually(t, "the attempt to reach n1", func() bool { return len(p.flights.tenants()) == 1 })
+	s.send(t, cluster.WatchEvent{Type: "tenant", Tenant: "acme", Route: &cluster.Route{Tenant: "acme", Node: "n2", Addr: n2.addr, Epoch: 2}})
+	select {
+	case got := <-done:
+		if got != "200 n2 got payload" {
+			t.Fatalf("got %q, want the new owner's answer to the replayed body", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request stayed with the old owner")
 	}
 }

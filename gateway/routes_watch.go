@@ -112,6 +112,7 @@ func (p *Proxy) apply(ev cluster.WatchEvent) {
 	switch ev.Type {
 	case "snapshot":
 		n := p.routes.replace(ev.Routes)
+		p.supersedeAll()
 		if p.ctx.Err() == nil {
 			p.feed.connected()
 		}
@@ -119,6 +120,7 @@ func (p *Proxy) apply(ev cluster.WatchEvent) {
 	case "tenant":
 		if ev.Route == nil {
 			p.routes.remove(ev.Tenant)
+			p.flights.supersede(ev.Tenant, nil)
 			return
 		}
 		r := *ev.Route
@@ -126,9 +128,11 @@ func (p *Proxy) apply(ev cluster.WatchEvent) {
 			r.Tenant = ev.Tenant
 		}
 		p.routes.set(r)
+		p.flights.supersede(r.Tenant, p.routes.get(r.Tenant))
 	case "node":
 		if ev.Node != nil {
 			p.routes.updateNode(*ev.Node)
+			p.supersedeAll()
 		}
 	}
 }

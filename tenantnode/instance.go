@@ -245,7 +245,7 @@ func (m *Manager) restoreDB(ctx context.Context, id string, epoch uint64, name s
 	if err != nil {
 		m.logger.Error("restore failed", "tenant", id, "db", name, "epoch", epoch, "error", err)
 		_ = os.Remove(filepath.Join(p.pbData, name))
-		return false, cluster.Errorf(cluster.ErrUnavailable, "tenant %s could not be restored from the object store; retry shortly", id)
+		return false, cluster.Errorf(cluster.ErrStorageUnavailable, "tenant %s could not be restored from the object store; retry later", id)
 	}
 	if found {
 		m.logger.Info("tenant database restored", "tenant", id, "db", name, "epoch", epoch)
@@ -265,10 +265,10 @@ func (m *Manager) checkNew(ctx context.Context, t cluster.Tenant) error {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil
 	case err != nil:
-		return cluster.Errorf(cluster.ErrUnavailable, "object store unreachable while opening tenant %s; retry shortly", t.ID)
+		return cluster.Errorf(cluster.ErrStorageUnavailable, "object store unreachable while opening tenant %s; retry later", t.ID)
 	}
 	m.logger.Error("tenant has metadata but no replica", "tenant", t.ID, "epoch", t.Epoch)
-	return cluster.Errorf(cluster.ErrUnavailable, "tenant %s has data in the object store but no replica was found at its epoch; it will not be opened empty", t.ID)
+	return cluster.Errorf(cluster.ErrStorageUnavailable, "tenant %s has data in the object store but no replica was found; it will not be opened empty", t.ID)
 }
 
 func (m *Manager) writeMetadata(ctx context.Context, t cluster.Tenant) error {
@@ -317,7 +317,11 @@ func (m *Manager) closeInstance(ctx context.Context, inst *instance) error {
 	if err := closeApp(inst.app); err != nil {
 		errs = append(errs, fmt.Errorf("close app: %w", err))
 	}
+	fenced := !m.mayUpload(inst.tenant.ID)
 	for _, db := range inst.dbs {
+		if fenced {
+			db.ShutdownSyncTimeout = 0 // its uploads are refused: do not retry the final sync
+		}
 		if err := m.repl.Detach(ctx, db.Path()); err != nil {
 			errs = append(errs, err)
 		}
