@@ -49,6 +49,9 @@ var (
 	// ErrTenantExists is returned when creating a tenant whose id is taken
 	// (by a live tenant or one deleted within its grace period).
 	ErrTenantExists = &Error{Code: "tenant_exists", Message: "tenant already exists"}
+	// ErrDomainTaken is returned when a custom domain belongs to another
+	// tenant.
+	ErrDomainTaken = &Error{Code: "domain_taken", Message: "domain is taken"}
 	// ErrTenantNotFound is returned for an unknown (or purged) tenant.
 	ErrTenantNotFound = &Error{Code: "tenant_not_found", Message: "tenant not found"}
 	// ErrTenantNotDeleted is returned when restoring a tenant that is live.

@@ -13,6 +13,7 @@ var statusByCode = map[string]int{
 	ErrReservedTenantID.Code:   http.StatusBadRequest,
 	ErrTenantExists.Code:       http.StatusConflict,
 	ErrTenantNotFound.Code:     http.StatusNotFound,
+	ErrDomainTaken.Code:        http.StatusConflict,
 	ErrTenantNotDeleted.Code:   http.StatusConflict,
 	ErrStaleVersion.Code:       http.StatusConflict,
 	ErrTokenNotFound.Code:      http.StatusNotFound,

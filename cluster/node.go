@@ -85,6 +85,8 @@ type Route struct {
 	Node   string `json:"node"`
 	Addr   string `json:"addr"`
 	Epoch  uint64 `json:"epoch"`
+	// Domains are the tenant's custom domains.
+	Domains []string `json:"domains,omitempty"`
 }
 
 // Headers of the platform's internal hops (gateway to node). The gateway
@@ -115,4 +117,9 @@ type WatchEvent struct {
 	Tenant string  `json:"tenant,omitempty"`
 	Route  *Route  `json:"route,omitempty"`
 	Node   *Node   `json:"node,omitempty"`
+	// Domains, in a tenant event, are the tenant's custom domains (none
+	// when it is deleted); in a snapshot, DomainMap maps every custom
+	// domain of a live tenant to its tenant.
+	Domains   []string          `json:"domains,omitempty"`
+	DomainMap map[string]string `json:"domain_map,omitempty"`
 }

@@ -42,11 +42,14 @@ type Tenant struct {
 	Epoch uint64 `json:"epoch"`
 	// RestoreEpoch is the epoch whose replica a new owner restores from (the
 	// previous owner's); zero for a tenant that has never been written.
-	RestoreEpoch uint64     `json:"restore_epoch,omitempty"`
-	CreatedAt    time.Time  `json:"created_at"`
-	UpdatedAt    time.Time  `json:"updated_at"`
-	DeletedAt    *time.Time `json:"deleted_at,omitempty"`
-	PurgeAfter   *time.Time `json:"purge_after,omitempty"`
+	RestoreEpoch uint64 `json:"restore_epoch,omitempty"`
+	// Domains are custom host names that serve the tenant besides
+	// {id}.{base domain}; each belongs to one tenant at most.
+	Domains    []string   `json:"domains,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	DeletedAt  *time.Time `json:"deleted_at,omitempty"`
+	PurgeAfter *time.Time `json:"purge_after,omitempty"`
 	// Version is the Raft index of the last change to this record.
 	Version uint64 `json:"version"`
 }
@@ -113,6 +116,26 @@ func clip(s string) string {
 func ValidateTenantIDSyntax(id string) error {
 	if len(id) < MinTenantIDLen || len(id) > MaxTenantIDLen || !tenantIDPattern.MatchString(id) {
 		return Errorf(ErrInvalidTenantID, "tenant id %q is not a valid DNS label of %d to %d lowercase letters, digits and hyphens", clip(id), MinTenantIDLen, MaxTenantIDLen)
+	}
+	return nil
+}
+
+// MaxDomains bounds the custom domains of one tenant.
+const MaxDomains = 20
+
+var hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidateDomain reports whether d can be a tenant's custom domain: a
+// lowercase DNS name of at least two labels, at most 253 characters.
+func ValidateDomain(d string) error {
+	labels := strings.Split(d, ".")
+	if len(d) > 253 || len(labels) < 2 {
+		return Errorf(ErrInvalidInput, "domain %q must be a full host name such as app.example.com", clip(d))
+	}
+	for _, l := range labels {
+		if !hostLabel.MatchString(l) {
+			return Errorf(ErrInvalidInput, "domain %q is not a valid lowercase host name", clip(d))
+		}
 	}
 	return nil
 }

@@ -68,3 +68,18 @@ func TestError_MatchesByCode(t *testing.T) {
 		t.Fatal("status mapping")
 	}
 }
+
+// TestHTTPStatus_EveryErrorHasAStatus guards the status table: a sentinel
+// without an entry would reach clients as a 500.
+func TestHTTPStatus_EveryErrorHasAStatus(t *testing.T) {
+	for _, e := range []*Error{
+		ErrInvalidInput, ErrInvalidTenantID, ErrReservedTenantID, ErrTenantExists, ErrTenantNotFound,
+		ErrDomainTaken, ErrTenantNotDeleted, ErrStaleVersion, ErrNotFound, ErrTokenNotFound, ErrUnauthorized,
+		ErrNotLeader, ErrUnavailable, ErrInsufficientStorage, ErrClusterMismatch, ErrShuttingDown,
+		ErrNotOwner, ErrTenantMoving, ErrNoLease, ErrStorageUnavailable, ErrNoNode,
+	} {
+		if s := HTTPStatus(e); s == 500 {
+			t.Errorf("%s maps to 500", e.Code)
+		}
+	}
+}

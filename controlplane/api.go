@@ -31,6 +31,7 @@ func (c *ControlPlane) Handler() http.Handler {
 	mux.Handle("DELETE /api/cp/tenants/{id}", op(c.write(c.handleDeleteTenant)))
 	mux.Handle("POST /api/cp/tenants/{id}/restore", op(c.write(c.handleRestoreTenant)))
 	mux.Handle("POST /api/cp/tenants/{id}/admins", op(c.write(c.handleCreateAdmin)))
+	mux.Handle("PUT /api/cp/tenants/{id}/domains", op(c.write(c.handleSetDomains)))
 	mux.Handle("GET /api/cp/raft/status", node(c.handleRaftStatus))
 	mux.Handle("POST /api/cp/raft/join", node(c.write(c.handleRaftJoin)))
 	mux.Handle("POST /api/cp/raft/remove", op(c.write(c.handleRaftRemove)))

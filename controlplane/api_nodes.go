@@ -176,7 +176,7 @@ func (c *ControlPlane) handleRoute(w http.ResponseWriter, r *http.Request) {
 		cluster.WriteError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, cluster.Route{Tenant: t.ID, Node: n.ID, Addr: n.Addr, Epoch: t.Epoch})
+	writeJSON(w, http.StatusOK, cluster.Route{Tenant: t.ID, Node: n.ID, Addr: n.Addr, Epoch: t.Epoch, Domains: t.Domains})
 }
 
 type advanceRequest struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/mail"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -275,6 +276,47 @@ func (c *ControlPlane) handleUpdateTenant(w http.ResponseWriter, r *http.Request
 		cluster.WriteError(w, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, c.view(res.(cluster.Tenant)))
+}
+
+type domainsRequest struct {
+	Domains []string `json:"domains"`
+}
+
+// handleSetDomains replaces a tenant's custom domains.
+func (c *ControlPlane) handleSetDomains(w http.ResponseWriter, r *http.Request) {
+	id, err := pathTenant(r)
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	var req domainsRequest
+	if err := decodeJSON(w, r, c.cfg.MaxBodyBytes, &req); err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	if req.Domains == nil {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, `field "domains" is required (an empty list removes every custom domain)`))
+		return
+	}
+	for i, d := range req.Domains {
+		d = strings.ToLower(strings.TrimSuffix(d, "."))
+		req.Domains[i] = d
+		if err := cluster.ValidateDomain(d); err != nil {
+			cluster.WriteError(w, err)
+			return
+		}
+		if base := c.cfg.Domain; d == base || strings.HasSuffix(d, "."+base) {
+			cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "domain %s is under the platform's domain %s; tenants get {id}.%s already", d, base, base))
+			return
+		}
+	}
+	res, err := c.apply(r.Context(), store.CmdSetDomains, r.Header.Get(IdempotencyKeyHeader), store.SetDomains{ID: id, Domains: req.Domains})
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
+	c.logger.Info("tenant domains set", "tenant", id, "domains", req.Domains)
 	writeJSON(w, http.StatusOK, c.view(res.(cluster.Tenant)))
 }
 

@@ -355,3 +355,10 @@ func (c *HTTPClient) MoveTenant(ctx context.Context, id, node string) (Tenant, e
 	err := c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/move", moveRequest{Node: node}, &t)
 	return t, err
 }
+
+// SetDomains replaces a tenant's custom domains.
+func (c *HTTPClient) SetDomains(ctx context.Context, id string, domains []string) (Tenant, error) {
+	var t Tenant
+	err := c.do(ctx, http.MethodPut, "/api/cp/tenants/"+url.PathEscape(id)+"/domains", domainsRequest{Domains: domains}, &t)
+	return t, err
+}

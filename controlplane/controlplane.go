@@ -54,6 +54,9 @@ type Config struct {
 	// PublicURL is the tenant URL template ("{tenant}" is replaced) shown
 	// in API responses.
 	PublicURL string
+	// Domain is the platform's base domain: custom domains may not be it or
+	// under it.
+	Domain string
 	// APIAddr is the host:port where the other control-plane nodes reach
 	// this node's platform API. The leader publishes it, so followers can
 	// forward writes to it.
@@ -418,6 +421,11 @@ func (c *ControlPlane) AdvanceEpoch(ctx context.Context, t cluster.Tenant, node 
 // tenantURL is the public URL of tenant id.
 func (c *ControlPlane) tenantURL(id string) string {
 	return strings.ReplaceAll(c.cfg.PublicURL, "{tenant}", id)
+}
+
+// TenantByDomain returns the tenant a custom domain serves.
+func (c *ControlPlane) TenantByDomain(d string) (cluster.Tenant, error) {
+	return c.store.TenantByDomain(d)
 }
 
 // purger removes, on the leader, the data and then the record of tenants

@@ -83,12 +83,16 @@ func (c *ControlPlane) routingSnapshot() (cluster.WatchEvent, error) {
 		return cluster.WatchEvent{}, err
 	}
 	routes := make([]cluster.Route, 0, len(ts))
+	domains := map[string]string{}
 	for _, t := range ts {
+		for _, d := range t.Domains {
+			domains[d] = t.ID
+		}
 		if a, ok := addr[t.Node]; ok {
-			routes = append(routes, cluster.Route{Tenant: t.ID, Node: t.Node, Addr: a, Epoch: t.Epoch})
+			routes = append(routes, cluster.Route{Tenant: t.ID, Node: t.Node, Addr: a, Epoch: t.Epoch, Domains: t.Domains})
 		}
 	}
-	return cluster.WatchEvent{Type: "snapshot", Index: index, Routes: routes, Nodes: nodes}, nil
+	return cluster.WatchEvent{Type: "snapshot", Index: index, Routes: routes, Nodes: nodes, DomainMap: domains}, nil
 }
 
 // changeEvent describes the current state of what ch changed.
@@ -102,11 +106,15 @@ func (c *ControlPlane) changeEvent(ch store.Change) cluster.WatchEvent {
 	}
 	ev := cluster.WatchEvent{Type: "tenant", Index: ch.Index, Tenant: ch.ID}
 	t, err := c.store.Tenant(ch.ID)
-	if err != nil || t.State != cluster.TenantActive || t.Node == "" {
+	if err != nil || t.State != cluster.TenantActive {
+		return ev
+	}
+	ev.Domains = t.Domains
+	if t.Node == "" {
 		return ev
 	}
 	if n, err := c.store.Node(t.Node); err == nil && n.State != cluster.NodeDown {
-		ev.Route = &cluster.Route{Tenant: t.ID, Node: n.ID, Addr: n.Addr, Epoch: t.Epoch}
+		ev.Route = &cluster.Route{Tenant: t.ID, Node: n.ID, Addr: n.Addr, Epoch: t.Epoch, Domains: t.Domains}
 	}
 	return ev
 }

@@ -89,12 +89,26 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// DomainResolver finds the tenant a custom domain serves.
+type DomainResolver interface {
+	// TenantForDomain returns the tenant host is a custom domain of.
+	TenantForDomain(host string) (string, bool)
+}
+
 // Gateway routes requests. It is an http.Handler.
 type Gateway struct {
 	cfg      Config
 	domain   string
 	platform http.Handler
 	tenants  Tenants
+	domains  DomainResolver
+}
+
+// WithDomains makes the gateway serve tenants' custom domains too. Call it
+// before serving.
+func (g *Gateway) WithDomains(r DomainResolver) *Gateway {
+	g.domains = r
+	return g
 }
 
 // New returns a gateway that sends base-domain requests to platform and
@@ -154,10 +168,15 @@ func (g *Gateway) resolve(r *http.Request) (id string, base bool, err error) {
 		return id, false, nil
 	}
 	label, ok := strings.CutSuffix(host, "."+g.domain)
-	if !ok || strings.Contains(label, ".") || cluster.ValidateTenantIDSyntax(label) != nil {
-		return "", false, cluster.Errorf(cluster.ErrTenantNotFound, "no tenant is served at host %q", clipHost(host))
+	if ok && !strings.Contains(label, ".") && cluster.ValidateTenantIDSyntax(label) == nil {
+		return label, false, nil
 	}
-	return label, false, nil
+	if !ok && g.domains != nil {
+		if id, found := g.domains.TenantForDomain(host); found && cluster.ValidateTenantIDSyntax(id) == nil {
+			return id, false, nil
+		}
+	}
+	return "", false, cluster.Errorf(cluster.ErrTenantNotFound, "no tenant is served at host %q", clipHost(host))
 }
 
 // hostOnly lowercases a Host header and drops its port and trailing dot.

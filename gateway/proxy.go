@@ -210,6 +210,12 @@ func (p *Proxy) Stop(ctx context.Context) error {
 	}
 }
 
+// TenantForDomain returns the tenant a custom domain serves, as the route
+// feed last said.
+func (p *Proxy) TenantForDomain(host string) (string, bool) {
+	return p.routes.tenantForDomain(host)
+}
+
 // Fresh returns nil while the route feed is connected and has delivered a
 // snapshot since it (re)connected, and an error wrapping ErrRouteFeedStale
 // otherwise. Readiness checks use it.

@@ -33,6 +33,44 @@ func newRoute(r cluster.Route) *route {
 type routeTable struct {
 	mu sync.RWMutex
 	m  map[string]*route
+	// domains maps custom domains to their tenant; it follows the watch
+	// stream only (a tenant keeps its domains while it has no route).
+	domains map[string]string
+}
+
+// tenantForDomain returns the tenant of a custom domain.
+func (t *routeTable) tenantForDomain(host string) (string, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	id, ok := t.domains[host]
+	return id, ok
+}
+
+// replaceDomains makes m the whole domain map (a watch snapshot).
+func (t *routeTable) replaceDomains(m map[string]string) {
+	if m == nil {
+		m = map[string]string{}
+	}
+	t.mu.Lock()
+	t.domains = m
+	t.mu.Unlock()
+}
+
+// setDomains records tenant id's custom domains (a watch event).
+func (t *routeTable) setDomains(id string, domains []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.domains == nil {
+		t.domains = map[string]string{}
+	}
+	for d, owner := range t.domains {
+		if owner == id {
+			delete(t.domains, d)
+		}
+	}
+	for _, d := range domains {
+		t.domains[d] = id
+	}
 }
 
 // get returns tenant id's cached route, or nil.

@@ -112,12 +112,14 @@ func (p *Proxy) apply(ev cluster.WatchEvent) {
 	switch ev.Type {
 	case "snapshot":
 		n := p.routes.replace(ev.Routes)
+		p.routes.replaceDomains(ev.DomainMap)
 		p.supersedeAll()
 		if p.ctx.Err() == nil {
 			p.feed.connected()
 		}
 		p.log.Info("route feed snapshot", "routes", n, "index", ev.Index)
 	case "tenant":
+		p.routes.setDomains(ev.Tenant, ev.Domains)
 		if ev.Route == nil {
 			p.routes.remove(ev.Tenant)
 			p.flights.supersede(ev.Tenant, nil)

@@ -28,6 +28,7 @@ const (
 
 // cpCluster is a control-plane cluster of pbe processes on loopback.
 type cpCluster struct {
+	extra []string
 	t     testing.TB
 	ids   []string
 	dirs  []string
@@ -44,8 +45,13 @@ func startCluster(t testing.TB, n int) *cpCluster {
 
 // startClusterNamed is startCluster with node ids {prefix}-1...
 func startClusterNamed(t testing.TB, prefix string, n int) *cpCluster {
+	return startClusterWith(t, prefix, n)
+}
+
+// startClusterWith is startClusterNamed with extra flags for every node.
+func startClusterWith(t testing.TB, prefix string, n int, extra ...string) *cpCluster {
 	t.Helper()
-	c := &cpCluster{t: t}
+	c := &cpCluster{t: t, extra: extra}
 	var peers []string
 	for i := range n {
 		c.ids = append(c.ids, fmt.Sprintf("%s-%d", prefix, i+1))
@@ -83,7 +89,7 @@ func (c *cpCluster) waitToken(i int) {
 
 // launch starts node i with extra flags.
 func (c *cpCluster) launch(i int, extra ...string) *proc {
-	args := append([]string{"--mode", "control-plane", "--node-id", c.ids[i], "--raft-bind", c.raft[i]}, extra...)
+	args := append([]string{"--mode", "control-plane", "--node-id", c.ids[i], "--raft-bind", c.raft[i]}, append(extra, c.extra...)...)
 	return launchProc(c.t, c.dirs[i], c.http[i], args, []string{"PBE_CLUSTER_SECRET=" + testClusterSecret, "PBE_ADMIN_TOKEN=" + testAdminToken})
 }
 

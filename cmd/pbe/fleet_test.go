@@ -26,7 +26,8 @@ type fleet struct {
 	s3       *s3test.Server
 	objects  string
 	cp       *proc
-	cpAddr   string
+	cpAddr   string // every control-plane node's API address, comma-separated
+	cps      *cpCluster
 	nodes    map[string]*proc
 	nodeDir  map[string]string
 	nodePort map[string]string
@@ -43,15 +44,22 @@ const fleetLease = 3 * time.Second
 var fleetEnv = []string{"PBE_CLUSTER_SECRET=" + testClusterSecret, "PBE_ADMIN_TOKEN=" + testAdminToken}
 
 func startFleet(t *testing.T, nodes ...string) *fleet {
+	return startFleetCP(t, 1, nodes...)
+}
+
+// startFleetCP is startFleet with a control plane of cps nodes.
+func startFleetCP(t *testing.T, cps int, nodes ...string) *fleet {
 	t.Helper()
 	f := &fleet{t: t, s3: s3test.Start(t), nodes: map[string]*proc{}, nodeDir: map[string]string{}, nodePort: map[string]string{}, lease: fleetLease}
 	f.objects = f.s3.URL(t, "pbe")
-	cpPort, raft := freePort(t), "127.0.0.1:"+freePort(t)
-	f.cpAddr = "127.0.0.1:" + cpPort
-	f.cp = launchProc(t, t.TempDir(), cpPort, []string{"--mode", "control-plane", "--node-id", "cp-1", "--raft-bind", raft,
-		"--raft-peers", "cp-1=" + raft, "--objects", f.objects, "--lease", fleetLease.String()}, fleetEnv)
-	f.cp.waitReady()
-	f.api = controlplane.NewHTTPClient("http://"+f.cpAddr, testAdminToken)
+	f.cps = startClusterWith(t, "cp", cps, "--objects", f.objects, "--lease", fleetLease.String())
+	var addrs []string
+	for _, port := range f.cps.http {
+		addrs = append(addrs, "127.0.0.1:"+port)
+	}
+	f.cpAddr = strings.Join(addrs, ",")
+	f.cp = f.cps.procs[0]
+	f.api = controlplane.NewHTTPClient(f.cpAddr, testAdminToken)
 	for _, id := range nodes {
 		f.startNode(id)
 	}
@@ -465,4 +473,110 @@ func TestFleet_ObjectStoreOutage(t *testing.T) {
 		t.Fatalf("%d acknowledged writes lost across the outage", len(lost))
 	}
 	t.Logf("%d writes acknowledged while the store was down; replication caught up", len(acked))
+}
+
+func TestFleet_CustomDomainThroughTheGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a fleet of processes")
+	}
+	f := startFleet(t, "tn-1")
+	f.createTenant("acme", "async")
+	g := f.gateway()
+	g.createPost("acme", "hello")
+	if _, err := f.api.SetDomains(context.Background(), "acme", []string{"shop.example.test"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the gateway to learn the domain", func() bool {
+		r := g.do("GET", "http://shop.example.test:"+f.gwPort+"/api/collections/posts/records", nil, "Host", "shop.example.test:"+f.gwPort)
+		return r.status == http.StatusOK && strings.Contains(string(r.body), "hello")
+	})
+	checkError(t, g.do("GET", "http://other.example.test:"+f.gwPort+"/api/health", nil, "Host", "other.example.test:"+f.gwPort), http.StatusNotFound, "tenant_not_found")
+	t.Run("internal control-plane routes are not public", func(t *testing.T) {
+		r := g.do("GET", "http://localhost:"+f.gwPort+"/api/cp/internal/watch", nil, "Authorization", "Bearer "+testClusterSecret)
+		mustStatus(t, r, http.StatusNotFound)
+	})
+	t.Run("the platform API works through the gateway", func(t *testing.T) {
+		mustStatus(t, g.do("GET", "http://localhost:"+f.gwPort+"/api/cp/tenants/acme", nil, "Authorization", "Bearer "+testAdminToken), http.StatusOK)
+	})
+}
+
+func TestFleet_SigtermDrainsTheNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a fleet of processes")
+	}
+	f := startFleet(t, "tn-1", "tn-2")
+	f.createTenant("acme", "async")
+	g := f.gateway()
+	victim := f.owner("acme")
+	l := startLoad(g, "acme", 8, true)
+	time.Sleep(time.Second)
+	if err := f.nodes[victim].stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("node did not exit cleanly: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	acked, failures, maxWait := l.finish()
+	if len(failures) > 0 {
+		t.Fatalf("%d requests failed while the node drained, e.g. %s", len(failures), failures[0])
+	}
+	if owner := f.owner("acme"); owner == victim {
+		t.Fatalf("tenant still assigned to the stopped node")
+	}
+	if lost := missing(g, "acme", acked); len(lost) > 0 {
+		t.Fatalf("%d acknowledged writes lost", len(lost))
+	}
+	t.Logf("drained by SIGTERM under load: %d writes, longest request %v", len(acked), maxWait)
+}
+
+func TestFleet_RebalanceOntoANewNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a fleet of processes")
+	}
+	f := startFleet(t, "tn-1")
+	ids := []string{"aa1", "aa2", "aa3", "aa4"}
+	for _, id := range ids {
+		f.createTenant(id, "async")
+	}
+	f.startNode("tn-2")
+	r := f.gateway().do("POST", "http://localhost:"+f.gwPort+"/api/cp/rebalance", `{}`, "Authorization", "Bearer "+testAdminToken, "Content-Type", "application/json")
+	mustStatus(t, r, http.StatusAccepted)
+	waitFor(t, "two tenants to move", func() bool {
+		n := 0
+		for _, id := range ids {
+			if f.owner(id) == "tn-2" {
+				n++
+			}
+		}
+		return n == 2
+	})
+	for _, id := range ids {
+		mustStatus(t, f.gateway().do("GET", f.gateway().tenantURL(id, "/api/collections/posts/records"), nil), http.StatusOK)
+	}
+}
+
+func TestFleet_SurvivesLosingTheControlPlaneLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a fleet of processes")
+	}
+	f := startFleetCP(t, 3, "tn-1", "tn-2")
+	f.createTenant("acme", "async")
+	g := f.gateway()
+	before := f.owner("acme")
+	l := startLoad(g, "acme", 4, true)
+	leader := f.cps.leader()
+	_ = f.cps.procs[leader].cmd.Process.Kill()
+	<-f.cps.procs[leader].exited
+	f.cps.procs[leader] = nil
+	time.Sleep(2 * fleetLease) // longer than a lease: nodes must renew through the new leader
+	acked, failures, _ := l.finish()
+	if len(failures) > 0 {
+		t.Fatalf("%d requests failed after the control-plane leader died, e.g. %s", len(failures), failures[0])
+	}
+	if lost := missing(g, "acme", acked); len(lost) > 0 {
+		t.Fatalf("%d acknowledged writes lost", len(lost))
+	}
+	if after := f.owner("acme"); after != before {
+		t.Fatalf("tenant failed over (%s -> %s): its node should have kept its lease", before, after)
+	}
+	f.createTenant("newcomer", "async")
+	g.createPost("newcomer", "after the leader died")
 }

@@ -55,5 +55,9 @@ func (p *platform) startGateway(ctx context.Context, o *serveOptions, checks *he
 	gwCfg.AllowTenantHeader = o.allowTenantHeader
 	gwCfg.MaxBodyBytes = int64(o.maxBody)
 	gwCfg.Logger = logger
-	return gateway.New(gwCfg, base, proxy)
+	gw, err := gateway.New(gwCfg, base, proxy)
+	if err != nil {
+		return nil, err
+	}
+	return gw.WithDomains(proxy), nil
 }

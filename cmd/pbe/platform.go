@@ -194,6 +194,7 @@ func (p *platform) startControlPlane(ctx context.Context, o *serveOptions, objec
 	cfg.DeleteGrace = o.deleteGrace
 	cfg.PurgeInterval = o.purgeInterval
 	cfg.PublicURL = o.publicURL
+	cfg.Domain = o.domain
 	cfg.Lease = o.lease
 	cfg.Disk = store.DefaultDiskConfig(o.dir)
 	cfg.Disk.MinFreeBytes = uint64(o.minFreeDisk)
@@ -243,7 +244,23 @@ func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects
 	gwCfg.AllowTenantHeader = o.allowTenantHeader
 	gwCfg.MaxBodyBytes = int64(o.maxBody)
 	gwCfg.Logger = logger
-	return gateway.New(gwCfg, platformHandler, p.node)
+	gw, err := gateway.New(gwCfg, platformHandler, p.node)
+	if err != nil {
+		return nil, err
+	}
+	return gw.WithDomains(storeDomains{p.cp}), nil
+}
+
+// storeDomains resolves custom domains from the local registry
+// (all-in-one).
+type storeDomains struct{ cp *controlplane.ControlPlane }
+
+func (s storeDomains) TenantForDomain(host string) (string, bool) {
+	t, err := s.cp.TenantByDomain(host)
+	if err != nil || t.State != cluster.TenantActive {
+		return "", false
+	}
+	return t.ID, true
 }
 
 // stop shuts the parts down in reverse order: no new connections, tenants

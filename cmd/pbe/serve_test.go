@@ -436,3 +436,55 @@ func TestServe_LowDiskRefusesWritesAndRecovers(t *testing.T) {
 	mustStatus(t, s.api("POST", "/api/cp/tenants", map[string]any{"id": "after"}), http.StatusCreated)
 	mustStatus(t, s.api("GET", "/api/cp/tenants/during", nil), http.StatusNotFound)
 }
+
+func TestServe_CustomDomains(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), nil)
+	tok := s.createTenant("acme")
+	s.createTenant("bravo")
+	s.createPostsCollection("acme", tok)
+	s.createPost("acme", "on my own domain")
+
+	r := s.api("PUT", "/api/cp/tenants/acme/domains", map[string]any{"domains": []string{"App.Example.test.", "www.example.test"}})
+	mustStatus(t, r, http.StatusOK)
+	var got struct{ Domains []string }
+	r.json(t, &got)
+	if !slices.Equal(got.Domains, []string{"app.example.test", "www.example.test"}) {
+		t.Fatalf("domains: got %v", got.Domains)
+	}
+	t.Run("the domain serves the tenant", func(t *testing.T) {
+		r := s.do("GET", "http://app.example.test:"+s.port+"/api/collections/posts/records", nil, "Host", "app.example.test:"+s.port)
+		mustStatus(t, r, http.StatusOK)
+		if !strings.Contains(string(r.body), "on my own domain") {
+			t.Fatalf("got %s", r.body)
+		}
+	})
+	t.Run("bad domains are refused and change nothing", func(t *testing.T) {
+		for _, tc := range []struct {
+			domains []string
+			status  int
+			code    string
+		}{
+			{[]string{"app.example.test"}, http.StatusConflict, "domain_taken"},
+			{[]string{"localhost"}, http.StatusBadRequest, "invalid_input"},
+			{[]string{"x.localhost"}, http.StatusBadRequest, "invalid_input"},
+			{[]string{"bad_domain.test"}, http.StatusBadRequest, "invalid_input"},
+			{[]string{"-x.test"}, http.StatusBadRequest, "invalid_input"},
+		} {
+			checkError(t, s.api("PUT", "/api/cp/tenants/bravo/domains", map[string]any{"domains": tc.domains}), tc.status, tc.code)
+		}
+		checkError(t, s.api("PUT", "/api/cp/tenants/bravo/domains", `{}`, "Content-Type", "application/json"), http.StatusBadRequest, "invalid_input")
+		var b struct{ Domains []string }
+		s.api("GET", "/api/cp/tenants/bravo", nil).json(t, &b)
+		if len(b.Domains) != 0 {
+			t.Fatalf("bravo got domains %v", b.Domains)
+		}
+	})
+	t.Run("a removed domain stops serving and can be taken", func(t *testing.T) {
+		mustStatus(t, s.api("PUT", "/api/cp/tenants/acme/domains", map[string]any{"domains": []string{"www.example.test"}}), http.StatusOK)
+		checkError(t, s.do("GET", "http://app.example.test:"+s.port+"/api/health", nil, "Host", "app.example.test:"+s.port), http.StatusNotFound, "tenant_not_found")
+		mustStatus(t, s.api("PUT", "/api/cp/tenants/bravo/domains", map[string]any{"domains": []string{"app.example.test"}}), http.StatusOK)
+		r := s.do("GET", "http://app.example.test:"+s.port+"/api/collections/posts/records", nil, "Host", "app.example.test:"+s.port)
+		mustStatus(t, r, http.StatusNotFound) // bravo has no posts collection
+	})
+}

@@ -53,6 +53,7 @@ var handlers = map[string]handler{
 	CmdRemoveMember:  {applyRemoveMember, resultAs[cluster.Member]},
 	CmdRegisterNode:  {applyRegisterNode, resultAs[cluster.Node]},
 	CmdSetNodeState:  {applySetNodeState, resultAs[cluster.Node]},
+	CmdSetDomains:    {applySetDomains, resultAs[cluster.Tenant]},
 }
 
 func resultAs[T any](raw json.RawMessage) (any, error) {

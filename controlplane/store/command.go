@@ -25,6 +25,7 @@ const (
 	CmdRemoveMember  = "remove_member"
 	CmdRegisterNode  = "register_node"
 	CmdSetNodeState  = "set_node_state"
+	CmdSetDomains    = "set_domains"
 )
 
 // CommandVersion is the version this code writes and the only one it
@@ -146,6 +147,13 @@ type SetNodeState struct {
 	ExpectedVersion uint64 `json:"expected_version,omitempty"`
 }
 
+// SetDomains is the payload of CmdSetDomains: the tenant's full list of
+// custom domains.
+type SetDomains struct {
+	ID      string   `json:"id"`
+	Domains []string `json:"domains"`
+}
+
 // storedToken is a token as persisted: unlike cluster.Token, its JSON form
 // keeps the hash.
 type storedToken struct {
@@ -176,6 +184,7 @@ var payloadTypes = map[string]reflect.Type{
 	CmdRemoveMember:  reflect.TypeFor[RemoveMember](),
 	CmdRegisterNode:  reflect.TypeFor[RegisterNode](),
 	CmdSetNodeState:  reflect.TypeFor[SetNodeState](),
+	CmdSetDomains:    reflect.TypeFor[SetDomains](),
 }
 
 // EncodeCommand returns the log entry for a command of type typ. payload must

@@ -94,7 +94,7 @@ func changeOf(cmd *Command, index uint64) (Change, bool) {
 	switch cmd.Type {
 	case CmdCreateTenant:
 		return Change{Index: index, Kind: ChangeTenant, ID: p.Tenant.ID}, true
-	case CmdDeleteTenant, CmdRestoreTenant, CmdPurgeTenant, CmdUpdateTenant:
+	case CmdDeleteTenant, CmdRestoreTenant, CmdPurgeTenant, CmdUpdateTenant, CmdSetDomains:
 		return Change{Index: index, Kind: ChangeTenant, ID: p.ID}, true
 	case CmdRegisterNode:
 		return Change{Index: index, Kind: ChangeNode, ID: p.Node.ID}, true

@@ -70,6 +70,7 @@ var (
 	prefixRequestTime = []byte("q/")
 	prefixMember      = []byte("c/")
 	prefixNode        = []byte("n/")
+	prefixDomain      = []byte("d/")
 )
 
 // ErrClosed is returned by every method called after Close.

@@ -32,6 +32,7 @@ func applyCreateTenant(a *applyCtx) (any, *cluster.Error, error) {
 	t.State = cluster.TenantActive
 	t.CreatedAt, t.UpdatedAt = a.now, a.now
 	t.DeletedAt, t.PurgeAfter = nil, nil
+	t.Domains = nil // only set_domains, which indexes them, sets domains
 	t.Version = a.index
 	return t, nil, putTenant(a.txn, t)
 }
@@ -82,6 +83,9 @@ func applyPurgeTenant(a *applyCtx) (any, *cluster.Error, error) {
 	t, cerr, err := deletedTenant(a.txn, p.ID, "purge")
 	if cerr != nil || err != nil {
 		return nil, cerr, err
+	}
+	if err := unindexDomains(a.txn, t); err != nil {
+		return nil, nil, err
 	}
 	return t, nil, a.txn.Delete(tenantKey(t.ID))
 }
