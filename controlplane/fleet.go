@@ -19,7 +19,7 @@ import (
 // move. A new leader, which does not know when leases were renewed, treats
 // every node as leased for a full lease after it took office.
 const (
-	DefaultLease          = 10 * time.Second
+	DefaultLease          = 5 * time.Second
 	DefaultFailoverMargin = 2 * time.Second
 	// failoverTick is how often the leader looks for nodes whose lease ran out.
 	failoverTick = 500 * time.Millisecond
