@@ -79,7 +79,7 @@ type tenantMetadata struct {
 // app, attaches replication and builds the handler.
 func (m *Manager) open(ctx context.Context, t cluster.Tenant) (*instance, error) {
 	p := m.paths(t.ID)
-	t, fresh, err := m.prepareLocal(ctx, t, p)
+	t, origin, err := m.prepareLocal(ctx, t, p)
 	if err != nil {
 		return nil, err
 	}
@@ -91,18 +91,33 @@ func (m *Manager) open(ctx context.Context, t cluster.Tenant) (*instance, error)
 		return nil, fmt.Errorf("open tenant %s: %w", t.ID, err)
 	}
 	inst := &instance{tenant: t, paths: p, app: app}
-	if err := m.startInstance(ctx, inst, fresh); err != nil {
+	if err := m.startInstance(ctx, inst, origin); err != nil {
 		m.closeInstance(context.WithoutCancel(ctx), inst)
 		return nil, fmt.Errorf("open tenant %s: %w", t.ID, err)
 	}
 	return inst, nil
 }
 
+// origin says where an opened tenant's data came from.
+type origin int
+
+const (
+	// fromLocal: the local copy, continuing its replica history.
+	fromLocal origin = iota
+	// fromLocalNewEpoch: the local copy, which may hold writes no replica
+	// has, continuing in a new epoch.
+	fromLocalNewEpoch
+	// fromStore: restored from the object store, continuing in a new epoch.
+	fromStore
+	// fresh: a tenant that has never been written.
+	fresh
+)
+
 // startInstance completes an open: settings of a new tenant, replication,
 // the first durable copy, the local state marker and the handler.
-func (m *Manager) startInstance(ctx context.Context, inst *instance, fresh bool) error {
+func (m *Manager) startInstance(ctx context.Context, inst *instance, from origin) error {
 	t, p := inst.tenant, inst.paths
-	if fresh {
+	if from == fresh {
 		if err := m.initSettings(inst.app, t); err != nil {
 			return err
 		}
@@ -114,17 +129,19 @@ func (m *Manager) startInstance(ctx context.Context, inst *instance, fresh bool)
 	if err := m.bindFiles(inst); err != nil {
 		return err
 	}
-	st, _ := readState(p.state)
-	if fresh || st.Epoch != t.Epoch {
-		// A new history starts at this epoch: make its first copy durable
-		// before serving, so a restore never finds an empty path.
+	if from == fresh || from == fromLocalNewEpoch {
+		// The object store lacks this data (a new tenant needs its metadata
+		// to follow a replica; a local copy may hold unreplicated writes):
+		// make the new epoch's first copy durable before serving. A tenant
+		// restored from the store serves at once; until its new epoch has a
+		// snapshot, restores fall back to the epoch it came from.
 		for _, db := range inst.dbs {
 			if err := db.SyncAndWait(ctx); err != nil {
 				return fmt.Errorf("first sync: %w", err)
 			}
 		}
 	}
-	if fresh {
+	if from == fresh {
 		if err := m.writeMetadata(ctx, t); err != nil {
 			return err
 		}
@@ -142,38 +159,38 @@ func (m *Manager) startInstance(ctx context.Context, inst *instance, fresh bool)
 
 // prepareLocal makes the local copy of t ready to open. It returns the
 // tenant record to write under (with a new epoch when this node must start a
-// new replica history) and whether the tenant is brand new.
-func (m *Manager) prepareLocal(ctx context.Context, t cluster.Tenant, p tenantPaths) (cluster.Tenant, bool, error) {
+// new replica history) and where the data came from.
+func (m *Manager) prepareLocal(ctx context.Context, t cluster.Tenant, p tenantPaths) (cluster.Tenant, origin, error) {
 	st, _ := readState(p.state)
 	ours := st.Epoch == t.Epoch && st.Node == m.cfg.NodeID && t.Node == m.cfg.NodeID
 	if ours && exists(filepath.Join(p.pbData, "data.db")) {
 		if st.Clean && exists(p.meta) {
-			return t, false, nil // the normal restart and re-activation path
+			return t, fromLocal, nil // the normal restart and re-activation path
 		}
 		// The local database is the newest copy but Litestream's state is
 		// gone or suspect: never continue that replica history.
 		if err := os.RemoveAll(p.meta); err != nil {
-			return t, false, err
+			return t, fromLocal, err
 		}
 		m.logger.Warn("local copy was not shut down cleanly: continuing in a new epoch", "tenant", t.ID, "epoch", t.Epoch)
 		t, err := m.cp.AdvanceEpoch(ctx, t, m.cfg.NodeID)
-		return t, false, err
+		return t, fromLocalNewEpoch, err
 	}
 	if err := os.RemoveAll(p.dir); err != nil {
-		return t, false, fmt.Errorf("clear local copy of %s: %w", t.ID, err)
+		return t, fromStore, fmt.Errorf("clear local copy of %s: %w", t.ID, err)
 	}
 	src, err := m.restore(ctx, t, p)
 	if err != nil {
-		return t, false, err
+		return t, fromStore, err
 	}
 	if src == 0 {
-		return t, true, m.checkNew(ctx, t)
+		return t, fresh, m.checkNew(ctx, t)
 	}
 	if src == t.Epoch {
 		// Continue in a new history rather than appending to the restored one.
 		t, err = m.cp.AdvanceEpoch(ctx, t, m.cfg.NodeID)
 	}
-	return t, false, err
+	return t, fromStore, err
 }
 
 // linkFiles keeps the tenant's uploaded files in the object store when the
@@ -321,6 +338,12 @@ func (m *Manager) closeInstance(ctx context.Context, inst *instance) error {
 	for _, db := range inst.dbs {
 		if fenced {
 			db.ShutdownSyncTimeout = 0 // its uploads are refused: do not retry the final sync
+		}
+		// Litestream's Close makes the final sync only for a database it has
+		// synced before; one closed within its first monitor tick would
+		// otherwise leave its last writes unreplicated.
+		if err := db.Sync(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("sync %s: %w", filepath.Base(db.Path()), err))
 		}
 		if err := m.repl.Detach(ctx, db.Path()); err != nil {
 			errs = append(errs, err)

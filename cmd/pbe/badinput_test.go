@@ -126,7 +126,7 @@ func TestServe_BadInput(t *testing.T) {
 	})
 }
 
-func checkError(t *testing.T, r response, status int, code string) {
+func checkError(t testing.TB, r response, status int, code string) {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("got status %d, want %d; body: %s", r.status, status, r.body)

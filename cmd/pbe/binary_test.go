@@ -331,7 +331,7 @@ func titleSet(s *testServer, id string) map[string]bool {
 	return set
 }
 
-func assertTitles(t *testing.T, s *testServer, id string, want []string) {
+func assertTitles(t testing.TB, s *testServer, id string, want []string) {
 	t.Helper()
 	got := titleSet(s, id)
 	for _, w := range want {

@@ -22,7 +22,7 @@ import (
 // fleet is a control plane, tenant nodes and a gateway, each its own pbe
 // process, sharing a real S3-compatible store (versitygw) on loopback.
 type fleet struct {
-	t        *testing.T
+	t        testing.TB
 	s3       *s3test.Server
 	objects  string
 	cp       *proc
@@ -43,16 +43,21 @@ const fleetLease = 3 * time.Second
 
 var fleetEnv = []string{"PBE_CLUSTER_SECRET=" + testClusterSecret, "PBE_ADMIN_TOKEN=" + testAdminToken}
 
-func startFleet(t *testing.T, nodes ...string) *fleet {
+func startFleet(t testing.TB, nodes ...string) *fleet {
 	return startFleetCP(t, 1, nodes...)
 }
 
 // startFleetCP is startFleet with a control plane of cps nodes.
-func startFleetCP(t *testing.T, cps int, nodes ...string) *fleet {
+func startFleetCP(t testing.TB, cps int, nodes ...string) *fleet {
+	return startFleetLease(t, cps, fleetLease, nodes...)
+}
+
+// startFleetLease is startFleetCP with the control plane granting lease.
+func startFleetLease(t testing.TB, cps int, lease time.Duration, nodes ...string) *fleet {
 	t.Helper()
-	f := &fleet{t: t, s3: s3test.Start(t), nodes: map[string]*proc{}, nodeDir: map[string]string{}, nodePort: map[string]string{}, lease: fleetLease}
+	f := &fleet{t: t, s3: s3test.Start(t), nodes: map[string]*proc{}, nodeDir: map[string]string{}, nodePort: map[string]string{}, lease: lease}
 	f.objects = f.s3.URL(t, "pbe")
-	f.cps = startClusterWith(t, "cp", cps, "--objects", f.objects, "--lease", fleetLease.String())
+	f.cps = startClusterWith(t, "cp", cps, "--objects", f.objects, "--lease", lease.String())
 	var addrs []string
 	for _, port := range f.cps.http {
 		addrs = append(addrs, "127.0.0.1:"+port)

@@ -19,7 +19,7 @@ import (
 // testServer is an all-in-one platform running in the test process on a
 // loopback port, driven through its real HTTP surface.
 type testServer struct {
-	t      *testing.T
+	t      testing.TB
 	opts   serveOptions
 	p      *platform
 	port   string
@@ -121,7 +121,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
@@ -179,7 +179,7 @@ func (s *testServer) api(method, path string, body any, hdr ...string) response 
 }
 
 // mustStatus fails the test unless r has status want.
-func mustStatus(t *testing.T, r response, want int) {
+func mustStatus(t testing.TB, r response, want int) {
 	t.Helper()
 	if r.status != want {
 		t.Fatalf("got status %d, want %d; body: %s", r.status, want, r.body)

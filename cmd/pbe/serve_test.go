@@ -221,7 +221,7 @@ func TestServe_Purge(t *testing.T) {
 }
 
 // waitFor polls cond until it holds (or fails the test after 20 s).
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
