@@ -28,6 +28,7 @@ import (
 
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/controlplane/raft"
+	"github.com/pbe/pbe/internal/atomicfile"
 	"github.com/pbe/pbe/controlplane/store"
 	"github.com/pbe/pbe/storage"
 )
@@ -349,23 +350,7 @@ func writeSecretFile(path, secret string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(secret + "\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, []byte(secret+"\n"), 0o600)
 }
 
 // apply proposes a command through Raft and returns its result.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/pbe/pbe/internal/atomicfile"
 	"github.com/pbe/pbe/storage"
 )
 
@@ -182,9 +183,5 @@ func writeFileAtomic(p string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 		return err
 	}
-	tmp := p + ".part"
-	if err := os.WriteFile(tmp, data, 0o640); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return atomicfile.Write(p, data, 0o640)
 }

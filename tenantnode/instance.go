@@ -17,6 +17,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/internal/atomicfile"
 	"github.com/pbe/pbe/storage"
 )
 
@@ -384,26 +385,10 @@ func readState(path string) (localState, error) {
 	return st, err
 }
 
-// writeState records the local copy's epoch: temp file, fsync, rename.
+// writeState records the local copy's epoch and cleanliness, atomically.
 func writeState(path string, st localState) error {
 	b, _ := json.Marshal(st)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, b, 0o600)
 }
 
 func exists(path string) bool {

@@ -17,6 +17,7 @@ import (
 	"github.com/benbjohnson/litestream"
 	lsfile "github.com/benbjohnson/litestream/file"
 
+	"github.com/pbe/pbe/internal/atomicfile"
 	"github.com/pbe/pbe/storage"
 )
 
@@ -75,40 +76,10 @@ func (s *Store) Put(ctx context.Context, key string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".put-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(p, data, 0o640)
 }
 
 // Get reads the object at key.
@@ -150,7 +121,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 			}
 			return err
 		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), ".put-") {
+		if d.IsDir() || strings.Contains(d.Name(), ".tmp-") {
 			return nil
 		}
 		rel, err := filepath.Rel(s.root, path)
