@@ -28,8 +28,8 @@ import (
 
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/controlplane/raft"
-	"github.com/pbe/pbe/internal/atomicfile"
 	"github.com/pbe/pbe/controlplane/store"
+	"github.com/pbe/pbe/internal/atomicfile"
 	"github.com/pbe/pbe/storage"
 )
 
