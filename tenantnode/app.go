@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	_ "github.com/pocketbase/pocketbase/migrations" // PocketBase's system migrations
@@ -31,7 +32,10 @@ const optimizeJob = "__pbeOptimize__"
 func openApp(dir, tenantID string, cfg Config) (*core.BaseApp, error) {
 	app := core.NewBaseApp(core.BaseAppConfig{
 		DataDir:          dir,
+		DBConnect:        dbConnect,
+		DataMaxOpenConns: cfg.DataMaxOpenConns,
 		DataMaxIdleConns: cfg.DataMaxIdleConns,
+		AuxMaxOpenConns:  cfg.AuxMaxOpenConns,
 		AuxMaxIdleConns:  cfg.AuxMaxIdleConns,
 	})
 	app.Cron().Remove(pbDBOptimizeJob)
@@ -48,6 +52,24 @@ func openApp(dir, tenantID string, cfg Config) (*core.BaseApp, error) {
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
 	return app, nil
+}
+
+// sqlitePragmas are set on every connection of a tenant's databases. They
+// are PocketBase's own choices (busy timeout first, so a connection waits
+// rather than fail while another sets WAL mode) with one change:
+// wal_autocheckpoint(0). Litestream holds a read transaction open on each
+// replicated database and checkpoints after it has shipped the WAL; with
+// SQLite's automatic checkpoint on, every commit past 1,000 WAL pages tries
+// a checkpoint that cannot complete but first sorts the whole WAL, which
+// halved write throughput in the benchmarks (docs/benchmarks.md).
+const sqlitePragmas = "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(200000000)" +
+	"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_pragma=cache_size(-32000)" +
+	"&_pragma=wal_autocheckpoint(0)"
+
+// dbConnect opens a tenant database with sqlitePragmas (modernc's driver,
+// the only SQLite driver in the process: PocketBase's and Litestream's).
+func dbConnect(dbPath string) (*dbx.DB, error) {
+	return dbx.Open("sqlite", dbPath+sqlitePragmas)
 }
 
 // optimizeSchedule spreads the tenants' daily optimize over the day so they

@@ -34,10 +34,15 @@ type Config struct {
 	// the tenant id. It becomes the tenant app's Application URL (links in
 	// e-mails) when the tenant is created.
 	PublicURL string
-	// DataMaxIdleConns and AuxMaxIdleConns size each tenant's pooled SQLite
-	// connections. Each pooled connection keeps file descriptors and a page
-	// cache, so at hundreds of tenants these, not memory, set the limit.
+	// DataMaxOpenConns and AuxMaxOpenConns bound each tenant's concurrent
+	// SQLite read connections (writes always use one more); the idle counts
+	// are kept open between requests. Every connection holds file
+	// descriptors and a page cache: at hundreds of tenants these, not
+	// memory, set the limit, so open and idle are equal by default (no
+	// connection churn under load, and a bounded number of descriptors).
+	DataMaxOpenConns int
 	DataMaxIdleConns int
+	AuxMaxOpenConns  int
 	AuxMaxIdleConns  int
 	// Replication tunes Litestream.
 	Replication storage.ReplicationConfig
@@ -51,7 +56,9 @@ const (
 	DefaultIdleTimeout       = 15 * time.Minute
 	DefaultActivationTimeout = 2 * time.Minute
 	DefaultDrainTimeout      = 30 * time.Second
+	DefaultDataMaxOpenConns  = 4
 	DefaultDataMaxIdleConns  = 4
+	DefaultAuxMaxOpenConns   = 2
 	DefaultAuxMaxIdleConns   = 1
 	DefaultHeartbeatInterval = time.Second
 )
@@ -68,7 +75,9 @@ func DefaultConfig() Config {
 		ActivationTimeout: DefaultActivationTimeout,
 		DrainTimeout:      DefaultDrainTimeout,
 		PublicURL:         "http://{tenant}.localhost:8090",
+		DataMaxOpenConns:  DefaultDataMaxOpenConns,
 		DataMaxIdleConns:  DefaultDataMaxIdleConns,
+		AuxMaxOpenConns:   DefaultAuxMaxOpenConns,
 		AuxMaxIdleConns:   DefaultAuxMaxIdleConns,
 		Replication:       storage.DefaultReplicationConfig(),
 		Logger:            slog.Default(),
@@ -98,6 +107,8 @@ func (c Config) Validate() error {
 		return errors.New("tenant node: DrainTimeout must be positive")
 	case c.DataMaxIdleConns < 1 || c.AuxMaxIdleConns < 1:
 		return errors.New("tenant node: DataMaxIdleConns and AuxMaxIdleConns must be at least 1")
+	case c.DataMaxOpenConns < c.DataMaxIdleConns || c.AuxMaxOpenConns < c.AuxMaxIdleConns:
+		return errors.New("tenant node: DataMaxOpenConns and AuxMaxOpenConns must be at least their idle counts")
 	case c.Logger == nil:
 		return errors.New("tenant node: Logger is required")
 	}
