@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/apis"
@@ -51,8 +52,20 @@ func openApp(dir, tenantID string, cfg Config) (*core.BaseApp, error) {
 		closeApp(app)
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
+	for _, b := range []dbx.Builder{app.ConcurrentDB(), app.NonconcurrentDB(), app.AuxConcurrentDB(), app.AuxNonconcurrentDB()} {
+		if db, ok := b.(*dbx.DB); ok {
+			db.DB().SetConnMaxIdleTime(idleConnTimeout)
+		}
+	}
 	return app, nil
 }
+
+// idleConnTimeout closes a tenant's pooled SQLite connections that have
+// been idle this long. A tenant that once served concurrent requests would
+// otherwise keep its busiest pool (two descriptors per connection) for as
+// long as it stays active, and a node's open files would grow with every
+// tenant that was ever busy rather than with those busy now.
+const idleConnTimeout = 10 * time.Second
 
 // sqlitePragmas are set on every connection of a tenant's databases. They
 // are PocketBase's own choices (busy timeout first, so a connection waits
