@@ -99,11 +99,16 @@ func BenchmarkFleet_Failover(b *testing.B) {
 		g.createPost("acme", fmt.Sprintf("before kill %d", i))
 		killedAt := f.kill(victim)
 		quick := &testServer{t: b, port: f.gwPort, client: &http.Client{Transport: loopbackClient(f.gwPort).Transport, Timeout: 120 * time.Second}}
+		deadline := killedAt.Add(90 * time.Second)
 		for {
 			r := quick.do("GET", quick.tenantURL("acme", "/api/collections/posts/records?perPage=1"), nil)
 			if r.status == http.StatusOK {
 				break
 			}
+			if time.Now().After(deadline) {
+				b.Fatalf("no failover of acme from %s within 90s: last answer %d %s", victim, r.status, r.body)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		ds = append(ds, time.Since(killedAt))
 		f.startNode(victim)
