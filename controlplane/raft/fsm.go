@@ -62,6 +62,8 @@ type fsm struct {
 	restoreErr error // the last Restore's error, for New's message
 }
 
+var _ raft.BatchingFSM = (*fsm)(nil)
+
 func newFSM(sm StateMachine, dir, clusterID string, logger *slog.Logger) *fsm {
 	return &fsm{sm: sm, dir: dir, clusterID: clusterID, logger: logger}
 }
@@ -78,13 +80,50 @@ func (f *fsm) Apply(l *raft.Log) any {
 		return f.applyClusterID(l.Index, string(l.Data))
 	}
 	value, err := f.sm.Apply(l.Index, l.Data)
+	return f.response(l.Index, value, err)
+}
+
+// response is what the proposer of the entry at index gets; a fatal error
+// stops the node instead.
+func (f *fsm) response(index uint64, value any, err error) applyResponse {
 	if err != nil && f.sm.IsFatal(err) {
-		f.fatal(l.Index, err)
+		f.fatal(index, err)
 	}
 	if cerr, ok := cluster.AsError(err); ok {
-		f.logger.Debug("command rejected", logKeyIndex, l.Index, "code", cerr.Code, logKeyErr, err)
+		f.logger.Debug("command rejected", logKeyIndex, index, "code", cerr.Code, logKeyErr, err)
 	}
 	return applyResponse{Value: value, Err: err}
+}
+
+// ApplyBatch applies a batch of committed entries (raft.BatchingFSM): runs
+// of ordinary commands go to the state machine's ApplyBatch when it has
+// one, everything else to Apply, in log order.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	batcher, ok := f.sm.(BatchApplier)
+	var indexes []uint64
+	var data [][]byte
+	var at []int
+	flush := func() {
+		if len(at) == 0 {
+			return
+		}
+		values, errs := batcher.ApplyBatch(indexes, data)
+		for k, i := range at {
+			out[i] = f.response(indexes[k], values[k], errs[k])
+		}
+		indexes, data, at = indexes[:0], data[:0], at[:0]
+	}
+	for i, l := range logs {
+		if !ok || l.Type != raft.LogCommand || bytes.Equal(l.Extensions, clusterIDExtension) {
+			flush()
+			out[i] = f.Apply(l)
+			continue
+		}
+		indexes, data, at = append(indexes, l.Index), append(data, l.Data), append(at, i)
+	}
+	flush()
+	return out
 }
 
 // fatal logs and panics: the node must not go on past an entry it could not

@@ -60,6 +60,15 @@ func (c *countingSM) Apply(index uint64, data []byte) (any, error) {
 	return c.Store.Apply(index, data)
 }
 
+func (c *countingSM) ApplyBatch(indexes []uint64, data [][]byte) ([]any, []error) {
+	for _, index := range indexes {
+		if index > c.AppliedIndex() {
+			c.applied.Add(1)
+		}
+	}
+	return c.Store.ApplyBatch(indexes, data)
+}
+
 // testNode is one node of a test cluster with its own store and logs.
 type testNode struct {
 	t    *testing.T

@@ -102,6 +102,14 @@ type StateMachine interface {
 	Restore(r io.Reader) error
 }
 
+// BatchApplier is implemented by a StateMachine that can apply several
+// consecutive committed entries at once, with the same results as applying
+// them one by one (after a fatal error, the entries that follow it are not
+// applied and return an error too).
+type BatchApplier interface {
+	ApplyBatch(indexes []uint64, data [][]byte) ([]any, []error)
+}
+
 // CommandChecker is implemented by a StateMachine that can check a command
 // before it is proposed. Apply then refuses a command the state machine
 // could not apply, instead of committing an entry that would stop every

@@ -24,10 +24,36 @@ const (
 // applyCtx is what a handler sees: the transaction of this entry, the
 // decoded envelope, the Raft index and the command's time (in UTC).
 type applyCtx struct {
-	txn   *badger.Txn
-	cmd   *Command
-	index uint64
-	now   time.Time
+	txn     *badger.Txn
+	cmd     *Command
+	index   uint64
+	now     time.Time
+	horizon *requestHorizon
+}
+
+// requestHorizon is what Apply knows of the oldest request record, derived
+// from the state: when known, the time of the oldest record (or that there
+// is none). It only ever skips a search for expired records that would
+// find nothing, so it changes no outcome; it is forgotten whenever a
+// transaction fails or the state is replaced.
+type requestHorizon struct {
+	known  bool
+	empty  bool
+	oldest time.Time
+}
+
+// none reports whether no request record can be older than cutoff.
+func (h *requestHorizon) none(cutoff time.Time) bool {
+	return h.known && (h.empty || !h.oldest.Before(cutoff))
+}
+
+// recorded notes a new request record of time t.
+func (h *requestHorizon) recorded(t time.Time) {
+	switch {
+	case !h.known:
+	case h.empty || t.Before(h.oldest):
+		h.empty, h.oldest = false, t
+	}
 }
 
 // handler applies one command type. It returns the command's result, or its
@@ -123,10 +149,11 @@ func (s *Store) Apply(index uint64, data []byte) (any, error) {
 	var out outcome
 	err = s.db.Update(func(txn *badger.Txn) error {
 		var err error
-		out, err = applyTxn(&applyCtx{txn: txn, cmd: &cmd, index: index, now: cmd.Time.UTC()})
+		out, err = applyTxn(&applyCtx{txn: txn, cmd: &cmd, index: index, now: cmd.Time.UTC(), horizon: &s.horizon})
 		return err
 	})
 	if err != nil {
+		s.horizon = requestHorizon{}
 		return nil, fmt.Errorf("apply %s at index %d: %w", cmd.Type, index, err)
 	}
 	s.applied.Store(index)
@@ -136,6 +163,78 @@ func (s *Store) Apply(index uint64, data []byte) (any, error) {
 		}
 	}
 	return out.result()
+}
+
+// ApplyBatch applies consecutive committed entries (indexes[i] holds
+// data[i]) and returns each one's Apply results. It gives exactly what
+// calling Apply on each entry in order gives, but commits them in one
+// transaction: the Raft log's durability does not depend on the store's,
+// and one commit per batch instead of per entry is what lets the control
+// plane keep up with many concurrent writers. When the batch cannot be
+// applied in one transaction (too large, an entry already applied or
+// undecodable, a storage error), nothing of it is kept and the entries are
+// applied one by one; after the first fatal error the remaining entries
+// are not applied and get that error too.
+func (s *Store) ApplyBatch(indexes []uint64, data [][]byte) ([]any, []error) {
+	values, errs := make([]any, len(data)), make([]error, len(data))
+	if len(data) > 1 && s.applyBatch(indexes, data, values, errs) {
+		return values, errs
+	}
+	for i := range data {
+		values[i], errs[i] = s.Apply(indexes[i], data[i])
+		if s.IsFatal(errs[i]) {
+			for j := i + 1; j < len(data); j++ {
+				errs[j] = fmt.Errorf("apply index %d: not applied after the fatal error of index %d: %w", indexes[j], indexes[i], errs[i])
+			}
+			break
+		}
+	}
+	return values, errs
+}
+
+// applyBatch is ApplyBatch's single transaction; it reports whether the
+// batch was applied.
+func (s *Store) applyBatch(indexes []uint64, data [][]byte, values []any, errs []error) bool {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.stateMu.RLock()
+	defer s.stateMu.RUnlock()
+	if s.closed || s.broken != nil || indexes[0] <= s.applied.Load() {
+		return false
+	}
+	cmds := make([]Command, len(data))
+	for i := range data {
+		cmd, err := DecodeCommand(data[i])
+		if err != nil {
+			return false
+		}
+		cmds[i] = cmd
+	}
+	outs := make([]outcome, len(data))
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for i := range cmds {
+			var err error
+			outs[i], err = applyTxn(&applyCtx{txn: txn, cmd: &cmds[i], index: indexes[i], now: cmds[i].Time.UTC(), horizon: &s.horizon})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.horizon = requestHorizon{}
+		return false
+	}
+	s.applied.Store(indexes[len(indexes)-1])
+	for i := range outs {
+		if outs[i].Err == nil {
+			if c, ok := changeOf(&cmds[i], indexes[i]); ok {
+				s.feed.publish(c)
+			}
+		}
+		values[i], errs[i] = outs[i].result()
+	}
+	return true
 }
 
 // replayed answers an entry at or below the applied index: it was applied
@@ -188,6 +287,7 @@ func applyTxn(a *applyCtx) (outcome, error) {
 		if err := recordOutcome(a.txn, rid, out); err != nil {
 			return out, err
 		}
+		a.horizon.recorded(out.Time)
 	}
 	return out, finishTxn(a)
 }
@@ -226,7 +326,7 @@ func recordedOutcome(a *applyCtx) (outcome, bool, error) {
 // finishTxn prunes expired request records and records the applied index:
 // the last writes of every applied entry.
 func finishTxn(a *applyCtx) error {
-	if err := pruneRequests(a.txn, a.now); err != nil {
+	if err := pruneRequests(a.txn, a.now, a.horizon); err != nil {
 		return fmt.Errorf("prune request records: %w", err)
 	}
 	return writeApplied(a.txn, a.index)
@@ -243,17 +343,26 @@ func recordOutcome(txn *badger.Txn, rid string, out outcome) error {
 // pruneRequests deletes up to pruneBatch request records whose time is more
 // than RequestTTL before now. Keys sort by time, so it reads only expired
 // entries and one more.
-func pruneRequests(txn *badger.Txn, now time.Time) error {
+func pruneRequests(txn *badger.Txn, now time.Time, h *requestHorizon) error {
 	if now.IsZero() {
 		return nil
 	}
 	cutoff := now.Add(-RequestTTL)
+	if h.none(cutoff) {
+		return nil
+	}
 	var expired [][]byte
+	next := requestHorizon{known: true, empty: true}
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRequestTime})
-	for it.Rewind(); it.Valid() && len(expired) < pruneBatch; it.Next() {
+	for it.Rewind(); it.Valid(); it.Next() {
 		key := it.Item().KeyCopy(nil)
 		t, _ := parseRequestTimeKey(key)
 		if !t.Before(cutoff) {
+			next = requestHorizon{known: true, oldest: t}
+			break
+		}
+		if len(expired) == pruneBatch {
+			next = requestHorizon{} // more left than one apply prunes
 			break
 		}
 		expired = append(expired, key)
@@ -268,6 +377,7 @@ func pruneRequests(txn *badger.Txn, now time.Time) error {
 			return err
 		}
 	}
+	*h = next
 	return nil
 }
 

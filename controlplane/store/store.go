@@ -95,6 +95,10 @@ type Store struct {
 
 	applied atomic.Uint64
 	feed    feed
+
+	// horizon, guarded by applyMu, lets Apply skip looking for expired
+	// request records when none can be expired.
+	horizon requestHorizon
 }
 
 // TenantFilter selects tenants in Tenants.
