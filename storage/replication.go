@@ -118,7 +118,7 @@ func RestoreAt(ctx context.Context, client litestream.ReplicaClient, outputPath 
 	opt.OutputPath = outputPath
 	opt.Timestamp = timestamp
 	opt.IntegrityCheck = litestream.IntegrityCheckQuick
-	err := litestream.NewReplicaWithClient(nil, client).Restore(ctx, opt)
+	err := litestream.NewReplicaWithClient(nil, ltxOnly{client}).Restore(ctx, opt)
 	if errors.Is(err, litestream.ErrNoSnapshots) || errors.Is(err, litestream.ErrTxNotAvailable) {
 		return false, nil
 	}
@@ -127,3 +127,9 @@ func RestoreAt(ctx context.Context, client litestream.ReplicaClient, outputPath 
 	}
 	return true, nil
 }
+
+// ltxOnly hides a replica client's support for Litestream 0.3's format:
+// pbe never writes it, and asking for it costs a restore about a dozen
+// extra listings (of 0.3 generations, then of every LTX level, to compare
+// the two) before its own.
+type ltxOnly struct{ litestream.ReplicaClient }
