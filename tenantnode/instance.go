@@ -239,19 +239,40 @@ func (m *Manager) restore(ctx context.Context, t cluster.Tenant, p tenantPaths) 
 		return 0, err
 	}
 	for epoch, n := t.Epoch, 0; epoch > 0 && n < maxEpochScan; epoch, n = epoch-1, n+1 {
+		// Both databases of an epoch are restored at once; auxiliary.db is
+		// kept only if data.db is there too.
+		aux := make(chan error, 1)
+		go func() {
+			_, err := m.restoreDB(ctx, t.ID, epoch, "auxiliary.db", p)
+			aux <- err
+		}()
 		found, err := m.restoreDB(ctx, t.ID, epoch, "data.db", p)
+		auxErr := <-aux
 		if err != nil {
 			return 0, err
 		}
 		if !found {
+			if err := removeDB(filepath.Join(p.pbData, "auxiliary.db")); err != nil {
+				return 0, err
+			}
 			continue
 		}
-		if _, err := m.restoreDB(ctx, t.ID, epoch, "auxiliary.db", p); err != nil {
-			return 0, err
+		if auxErr != nil {
+			return 0, auxErr
 		}
 		return epoch, nil
 	}
 	return 0, nil
+}
+
+// removeDB removes a SQLite database and its WAL and shared-memory files.
+func removeDB(path string) error {
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *Manager) restoreDB(ctx context.Context, id string, epoch uint64, name string, p tenantPaths) (bool, error) {
