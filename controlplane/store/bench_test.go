@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -45,4 +46,40 @@ func BenchmarkStore_ApplyCreateTenant(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkStore_TenantLookup100k looks tenants up in a registry of
+// 100,000: the control-plane node's own share of a route or tenant lookup,
+// without the HTTP round trip.
+func BenchmarkStore_TenantLookup100k(b *testing.B) {
+	const tenants = 100_000
+	s, err := Open(b.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	now := time.Now()
+	indexes, data := make([]uint64, 0, 64), make([][]byte, 0, 64)
+	for i := range tenants {
+		indexes = append(indexes, uint64(i+1))
+		data = append(data, NewCommand(CmdCreateTenant, "", now, CreateTenant{Tenant: cluster.Tenant{ID: fmt.Sprintf("r-%d", i)}}))
+		if len(data) == cap(data) || i == tenants-1 {
+			if _, errs := s.ApplyBatch(indexes, data); errs[0] != nil {
+				b.Fatal(errs[0])
+			}
+			indexes, data = indexes[:0], data[:0]
+		}
+	}
+	lat := make([]time.Duration, 0, b.N)
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprintf("r-%d", (i*7919)%tenants)
+		start := time.Now()
+		if _, err := s.Tenant(id); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
 }
