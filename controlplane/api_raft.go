@@ -217,7 +217,7 @@ func (c *ControlPlane) joinVia(ctx context.Context, hc *http.Client, base string
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		return decodeErrorBody(resp)
 	}

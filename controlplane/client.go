@@ -52,13 +52,27 @@ func NewHTTPClient(baseURLs, token string) *HTTPClient {
 			bases = append(bases, strings.TrimSuffix(b, "/"))
 		}
 	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = clientIdleConnsPerHost
 	return &HTTPClient{
 		bases:  bases,
 		token:  token,
-		hc:     &http.Client{Timeout: DefaultClientTimeout},
-		stream: &http.Client{},
+		hc:     &http.Client{Timeout: DefaultClientTimeout, Transport: transport},
+		stream: &http.Client{Transport: transport},
 		retry:  DefaultRetryFor,
 	}
+}
+
+// clientIdleConnsPerHost is how many idle keep-alive connections a client
+// keeps to each control-plane node (net/http's default of 2 would make
+// most concurrent calls open a new connection).
+const clientIdleConnsPerHost = 64
+
+// closeBody reads what is left of a response body (a JSON value's trailing
+// newline, say) and closes it, so that its connection can be reused.
+func closeBody(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	_ = body.Close()
 }
 
 // WithRetry sets how long calls keep failing over (0: one attempt per node).
@@ -187,7 +201,7 @@ func (c *HTTPClient) attempt(ctx context.Context, base, method, path, key string
 	if err != nil {
 		return ctx.Err() == nil, fmt.Errorf("%s %s%s: %w", method, base, path, err)
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp.Body)
 	if resp.StatusCode/100 != 2 {
 		return resp.StatusCode == http.StatusServiceUnavailable, decodeErrorBody(resp)
 	}

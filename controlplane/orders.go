@@ -86,7 +86,7 @@ func (o *HTTPOrders) post(ctx context.Context, n cluster.Node, tenant, order str
 	if err != nil {
 		return cluster.Errorf(cluster.ErrUnavailable, "tenant node %s unreachable for %s of %s: %v", n.ID, order, tenant, err)
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp.Body)
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("%s of %s on node %s: %w", order, tenant, n.ID, decodeErrorBody(resp))
 	}

@@ -247,6 +247,7 @@ func BenchmarkFleet_DurableWrites(b *testing.B) {
 						b.Errorf("write: %v %v", err, resp)
 						return
 					}
+					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					mine = append(mine, time.Since(t0))
 				}
