@@ -1,13 +1,16 @@
 package storage
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
 	"github.com/benbjohnson/litestream"
+	"github.com/superfly/ltx"
 )
 
 // ReplicationConfig tunes embedded Litestream.
@@ -133,3 +136,22 @@ func RestoreAt(ctx context.Context, client litestream.ReplicaClient, outputPath 
 // extra listings (of 0.3 generations, then of every LTX level, to compare
 // the two) before its own.
 type ltxOnly struct{ litestream.ReplicaClient }
+
+// OpenLTXFile buffers the file's stream: the restore decodes it in pieces
+// of a few bytes to a page, each of which would otherwise be a read from
+// the object store's response body or a system call.
+func (c ltxOnly) OpenLTXFile(ctx context.Context, level int, minTXID, maxTXID ltx.TXID, offset, size int64) (io.ReadCloser, error) {
+	rc, err := c.ReplicaClient.OpenLTXFile(ctx, level, minTXID, maxTXID, offset, size)
+	if err != nil {
+		return nil, err
+	}
+	return bufferedReadCloser{bufio.NewReaderSize(rc, restoreReadBuffer), rc}, nil
+}
+
+// restoreReadBuffer is the read buffer of each LTX file a restore opens.
+const restoreReadBuffer = 256 << 10
+
+type bufferedReadCloser struct {
+	*bufio.Reader
+	io.Closer
+}
