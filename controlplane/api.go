@@ -50,7 +50,17 @@ func (c *ControlPlane) Handler() http.Handler {
 	mux.Handle("POST /api/cp/internal/route/{id}", internal(c.leaderOnly(c.handleRoute)))
 	mux.Handle("POST /api/cp/internal/tenants/{id}/advance", internal(c.write(c.handleAdvanceEpoch)))
 	mux.Handle("GET /api/cp/internal/watch", internal(c.handleWatch))
-	return jsonRouteErrors(mux)
+	return c.nameLeader(jsonRouteErrors(mux))
+}
+
+// nameLeader sets LeaderHeader on the answers of the leader.
+func (c *ControlPlane) nameLeader(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c.cfg.APIAddr != "" && c.raft.IsLeader() {
+			w.Header().Set(LeaderHeader, c.cfg.APIAddr)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // jsonRouteErrors turns the mux's own 404 and 405 answers into JSON errors.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pbe/pbe/cluster"
@@ -19,14 +20,18 @@ import (
 // command line uses. Given several control-plane nodes it fails over
 // between them: a node that cannot be reached, or answers 503 (no leader
 // yet, shutting down), is skipped and the call retried on the next, with
-// the same Idempotency-Key, so a retried write applies at most once. Safe
-// for concurrent use.
+// the same Idempotency-Key, so a retried write applies at most once. Calls
+// start at the node that answered last or, when an answer names the leader
+// (LeaderHeader) and the leader is one of the given nodes, at the leader:
+// writes then need no forwarding, and a dead node costs one failed attempt,
+// not one per call. Safe for concurrent use.
 type HTTPClient struct {
 	bases  []string
 	token  string
 	hc     *http.Client
 	stream *http.Client // no overall timeout: for the watch stream
 	retry  time.Duration
+	first  atomic.Int32 // index in bases of the node to try first
 }
 
 // Client timing.
@@ -160,11 +165,13 @@ func (c *HTTPClient) do(ctx context.Context, method, path string, in, out any) e
 	}
 	key := newRequestID()
 	deadline := time.Now().Add(c.retry)
+	start := int(c.first.Load())
 	var last error
 	for attempt := 0; ; attempt++ {
-		base := c.bases[attempt%len(c.bases)]
-		retry, err := c.attempt(ctx, base, method, path, key, body, out)
+		i := (start + attempt) % len(c.bases)
+		retry, leader, err := c.attempt(ctx, c.bases[i], method, path, key, body, out)
 		if !retry {
+			c.first.Store(int32(c.indexOf(leader, i)))
 			return err
 		}
 		last = err
@@ -181,16 +188,39 @@ func (c *HTTPClient) do(ctx context.Context, method, path string, in, out any) e
 	}
 }
 
+// Preferred returns the URL of the node calls try first: the leader, once
+// an answer has named it, else the node that answered last.
+func (c *HTTPClient) Preferred() string {
+	if len(c.bases) == 0 {
+		return ""
+	}
+	return c.bases[c.first.Load()]
+}
+
+// indexOf returns the index in bases of the node whose API is at addr
+// (host:port), or def.
+func (c *HTTPClient) indexOf(addr string, def int) int {
+	if addr == "" {
+		return def
+	}
+	for i, b := range c.bases {
+		if strings.TrimPrefix(strings.TrimPrefix(b, "http://"), "https://") == addr {
+			return i
+		}
+	}
+	return def
+}
+
 // attempt sends the request to one node and reports whether another node
-// (or a later attempt) may succeed.
-func (c *HTTPClient) attempt(ctx context.Context, base, method, path, key string, body []byte, out any) (bool, error) {
+// (or a later attempt) may succeed, and the leader the answer named.
+func (c *HTTPClient) attempt(ctx context.Context, base, method, path, key string, body []byte, out any) (retry bool, leader string, err error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -199,16 +229,17 @@ func (c *HTTPClient) attempt(ctx context.Context, base, method, path, key string
 	req.Header.Set(IdempotencyKeyHeader, key)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return ctx.Err() == nil, fmt.Errorf("%s %s%s: %w", method, base, path, err)
+		return ctx.Err() == nil, "", fmt.Errorf("%s %s%s: %w", method, base, path, err)
 	}
 	defer closeBody(resp.Body)
+	leader = resp.Header.Get(LeaderHeader)
 	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode == http.StatusServiceUnavailable, decodeErrorBody(resp)
+		return resp.StatusCode == http.StatusServiceUnavailable, leader, decodeErrorBody(resp)
 	}
 	if out == nil {
-		return false, nil
+		return false, leader, nil
 	}
-	return false, json.NewDecoder(resp.Body).Decode(out)
+	return false, leader, json.NewDecoder(resp.Body).Decode(out)
 }
 
 // UpdateTenantInput changes a tenant's display name or durability.

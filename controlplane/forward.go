@@ -16,6 +16,11 @@ import (
 // forwarding it again, so a stale view of the leader never makes a loop.
 const ForwardedHeader = "X-Pbe-Forwarded-By"
 
+// LeaderHeader is set on every answer the leader gives (directly, or
+// through a follower that forwarded the request) to the host:port of its
+// platform API, so that clients can send their next calls straight to it.
+const LeaderHeader = "X-Pbe-Leader"
+
 // ForwardTimeout bounds a forwarded request's wait for the leader's answer
 // headers.
 const ForwardTimeout = 30 * time.Second

@@ -26,28 +26,38 @@ import (
 //	go test ./cmd/pbe -run '^$' -bench 'Cluster_CreateTenants' -benchtime 20000x
 
 // BenchmarkCluster_CreateTenants measures tenant creates per second through
-// the API of a 3-node cluster, 64 concurrent clients spread over all nodes
-// (followers forward to the leader).
+// the API of a 3-node cluster with 64 concurrent clients: each client given
+// one node, spread over all three (followers forward to the leader), or
+// given all three nodes (the client finds the leader).
 func BenchmarkCluster_CreateTenants(b *testing.B) {
-	c := startCluster(b, 3)
-	clients := []*controlplane.HTTPClient{c.nodeClient(0), c.nodeClient(1), c.nodeClient(2)}
-	var seq, failed atomic.Int64
-	b.SetParallelism(32) // 64 goroutines with GOMAXPROCS=2
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		for pb.Next() {
-			n := seq.Add(1)
-			if _, err := clients[n%3].CreateTenant(ctx, controlplane.CreateTenantInput{ID: fmt.Sprintf("t-%d", n)}); err != nil {
-				failed.Add(1)
+	for _, mode := range []string{"one-node-each", "all-nodes"} {
+		b.Run("clients="+mode, func(b *testing.B) {
+			c := startCluster(b, 3)
+			var clients []*controlplane.HTTPClient
+			if mode == "all-nodes" {
+				clients = []*controlplane.HTTPClient{c.client(0), c.client(1), c.client(2)}
+			} else {
+				clients = []*controlplane.HTTPClient{c.nodeClient(0), c.nodeClient(1), c.nodeClient(2)}
 			}
-		}
-	})
-	elapsed := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "creates/s")
-	b.ReportMetric(float64(failed.Load()), "failed")
+			var seq, failed atomic.Int64
+			b.SetParallelism(32) // 64 goroutines with GOMAXPROCS=2
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					n := seq.Add(1)
+					if _, err := clients[n%3].CreateTenant(ctx, controlplane.CreateTenantInput{ID: fmt.Sprintf("t-%d", n)}); err != nil {
+						failed.Add(1)
+					}
+				}
+			})
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "creates/s")
+			b.ReportMetric(float64(failed.Load()), "failed")
+		})
+	}
 }
 
 // BenchmarkCluster_Failover kills the leader of a 3-node cluster with SIGKILL

@@ -518,3 +518,41 @@ func (c *cpCluster) peersFlag() string {
 	}
 	return strings.Join(peers, ",")
 }
+
+func TestCluster_ClientFindsTheLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	c := startCluster(t, 3)
+	leader := c.leader()
+	base := func(i int) string { return "http://127.0.0.1:" + c.http[i] }
+	// Followers first: the first call is forwarded, its answer names the
+	// leader, and the client starts there from then on.
+	order := []int{(leader + 1) % 3, (leader + 2) % 3, leader}
+	var bases []string
+	for _, i := range order {
+		bases = append(bases, base(i))
+	}
+	cl := controlplane.NewHTTPClient(strings.Join(bases, ","), testAdminToken)
+	ctx := context.Background()
+	if _, err := cl.CreateTenant(ctx, controlplane.CreateTenantInput{ID: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := cl.Preferred(); got != base(leader) {
+		t.Fatalf("after a write through a follower the client prefers %s, want the leader %s", got, base(leader))
+	}
+
+	// The leader dies: the client fails over, and finds the new leader.
+	_ = c.procs[leader].cmd.Process.Kill()
+	<-c.procs[leader].exited
+	c.procs[leader] = nil
+	if _, err := cl.CreateTenant(ctx, controlplane.CreateTenantInput{ID: "second"}); err != nil {
+		t.Fatalf("write after the leader died: %v", err)
+	}
+	if _, err := cl.CreateTenant(ctx, controlplane.CreateTenantInput{ID: "third"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cl.Preferred(), base(c.leader()); got != want {
+		t.Fatalf("after the failover the client prefers %s, want the new leader %s", got, want)
+	}
+}
