@@ -29,6 +29,9 @@ type NodeOrders interface {
 	CreateSuperuser(ctx context.Context, n cluster.Node, tenant, email, password string) error
 	// Remove stops the tenant on the node and deletes its local copy.
 	Remove(ctx context.Context, n cluster.Node, tenant string) error
+	// SetDurability applies a tenant's new durability on the node that
+	// serves it at epoch, from its next write.
+	SetDurability(ctx context.Context, n cluster.Node, tenant string, epoch uint64, d cluster.Durability) error
 }
 
 // HTTPOrders sends orders to nodes' internal APIs, authenticated with the
@@ -67,6 +70,16 @@ func (o *HTTPOrders) Activate(ctx context.Context, n cluster.Node, tenant string
 
 func (o *HTTPOrders) CreateSuperuser(ctx context.Context, n cluster.Node, tenant, email, password string) error {
 	return o.post(ctx, n, tenant, "superusers", AdminRequest{Email: email, Password: password})
+}
+
+// DurabilityRequest is the body of a durability order.
+type DurabilityRequest struct {
+	Epoch      uint64             `json:"epoch"`
+	Durability cluster.Durability `json:"durability"`
+}
+
+func (o *HTTPOrders) SetDurability(ctx context.Context, n cluster.Node, tenant string, epoch uint64, d cluster.Durability) error {
+	return o.post(ctx, n, tenant, "durability", DurabilityRequest{Epoch: epoch, Durability: d})
 }
 
 func (o *HTTPOrders) Remove(ctx context.Context, n cluster.Node, tenant string) error {

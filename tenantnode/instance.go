@@ -34,6 +34,9 @@ type instance struct {
 	dbs     []*litestream.DB // data.db first
 	// inSyncAt is when the object store last held everything (unix nanos).
 	inSyncAt atomic.Int64
+	// syncWrites: the tenant's durability is sync (it can change while
+	// the tenant is active).
+	syncWrites atomic.Bool
 }
 
 // tenantPaths is a tenant's local cache directory:

@@ -74,14 +74,16 @@ func (inst *instance) report() cluster.TenantReport {
 // bindDurability makes a tenant in sync durability acknowledge each write
 // only after its commit is in the object store: PocketBase's after-success
 // model hooks run after the commit and before the response, and an error
-// there fails the request.
+// there fails the request. The hooks follow inst.syncWrites, so a change of
+// durability applies to the next write.
 func (inst *instance) bindDurability() {
-	if inst.tenant.Durability != cluster.DurabilitySync || len(inst.dbs) == 0 {
+	inst.syncWrites.Store(inst.tenant.Durability == cluster.DurabilitySync)
+	if len(inst.dbs) == 0 {
 		return
 	}
 	data := inst.dbs[0]
 	wait := func(e *core.ModelEvent) error {
-		if _, isLog := e.Model.(*core.Log); !isLog {
+		if _, isLog := e.Model.(*core.Log); !isLog && inst.syncWrites.Load() {
 			if err := data.SyncAndWait(e.Context); err != nil {
 				return cluster.Errorf(cluster.ErrUnavailable, "the write was not confirmed durable in the object store; retry it")
 			}

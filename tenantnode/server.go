@@ -24,6 +24,7 @@ func (m *Manager) Handler(secret string) http.Handler {
 	orders.HandleFunc("POST /internal/tenants/{id}/activate", m.handleActivate)
 	orders.HandleFunc("POST /internal/tenants/{id}/superusers", m.handleSuperuser)
 	orders.HandleFunc("POST /internal/tenants/{id}/remove", m.handleRemove)
+	orders.HandleFunc("POST /internal/tenants/{id}/durability", m.handleDurability)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/healthz":
@@ -75,6 +76,23 @@ func (m *Manager) handleRelease(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"released": r.PathValue("id")})
+}
+
+func (m *Manager) handleDurability(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Epoch      uint64             `json:"epoch"`
+		Durability cluster.Durability `json:"durability"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxOrderBody)).Decode(&req); err != nil {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "durability needs {\"epoch\": n, \"durability\": \"async\" or \"sync\"}"))
+		return
+	}
+	changed, err := m.SetDurability(r.Context(), r.PathValue("id"), req.Epoch, req.Durability)
+	if err != nil {
+		cluster.WriteError(w, asUnavailable(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"changed": changed})
 }
 
 func (m *Manager) handleActivate(w http.ResponseWriter, r *http.Request) {

@@ -137,6 +137,33 @@ func TestFleet_Smoke(t *testing.T) {
 			t.Fatalf("node %s: %+v", v.ID, v)
 		}
 	}
+
+	// A change of durability is a registry write, then an order to the
+	// node serving the tenant, which applies it to the next write.
+	sync := cluster.DurabilitySync
+	tn, err := f.api.UpdateTenant(context.Background(), "acme", controlplane.UpdateTenantInput{Durability: &sync})
+	if err != nil || tn.Durability != sync {
+		t.Fatalf("update durability: %+v, %v", tn, err)
+	}
+	order := func(secret, body string) response {
+		req, _ := http.NewRequest("POST", "http://127.0.0.1:"+f.nodePort[tn.Node]+"/internal/tenants/acme/durability", strings.NewReader(body))
+		req.Header.Set(cluster.HeaderSecret, secret)
+		resp, err := loopbackClient(f.nodePort[tn.Node]).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, body: b}
+	}
+	r := order(testClusterSecret, fmt.Sprintf(`{"epoch":%d,"durability":"sync"}`, tn.Epoch))
+	mustStatus(t, r, http.StatusOK)
+	if !strings.Contains(string(r.body), `"changed":true`) {
+		t.Fatalf("the active tenant did not take the durability order: %s", r.body)
+	}
+	mustStatus(t, order("wrong-secret", `{"epoch":1,"durability":"async"}`), http.StatusUnauthorized)
+	mustStatus(t, order(testClusterSecret, `{"epoch":1,"durability":"eventually"}`), http.StatusBadRequest)
+	g.createPost("acme", "durable now")
 }
 
 func clusterDurability(s string) cluster.Durability { return cluster.Durability(s) }

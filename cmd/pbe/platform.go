@@ -413,6 +413,11 @@ func (l localOrders) CreateSuperuser(ctx context.Context, _ cluster.Node, tenant
 	return l.m.CreateSuperuser(ctx, tenant, email, password)
 }
 
+func (l localOrders) SetDurability(ctx context.Context, _ cluster.Node, tenant string, epoch uint64, d cluster.Durability) error {
+	_, err := l.m.SetDurability(ctx, tenant, epoch, d)
+	return err
+}
+
 func (l localOrders) Remove(ctx context.Context, _ cluster.Node, tenant string) error {
 	return l.m.Remove(ctx, tenant)
 }
