@@ -117,11 +117,23 @@ func Restore(ctx context.Context, client litestream.ReplicaClient, outputPath st
 
 // RestoreAt is Restore to the state at timestamp (zero: the newest).
 func RestoreAt(ctx context.Context, client litestream.ReplicaClient, outputPath string, timestamp time.Time) (bool, error) {
+	client = ltxOnly{client}
+	err := restoreDirect(ctx, client, outputPath, timestamp)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, litestream.ErrNoSnapshots) || errors.Is(err, litestream.ErrTxNotAvailable):
+		return false, nil
+	case ctx.Err() != nil:
+		return false, fmt.Errorf("restore %s: %w", outputPath, err)
+	case !errors.Is(err, errUnsupportedPlan):
+		slog.Warn("direct restore failed; restoring with Litestream", "path", outputPath, "error", err)
+	}
 	opt := litestream.NewRestoreOptions()
 	opt.OutputPath = outputPath
 	opt.Timestamp = timestamp
 	opt.IntegrityCheck = litestream.IntegrityCheckQuick
-	err := litestream.NewReplicaWithClient(nil, ltxOnly{client}).Restore(ctx, opt)
+	err = litestream.NewReplicaWithClient(nil, client).Restore(ctx, opt)
 	if errors.Is(err, litestream.ErrNoSnapshots) || errors.Is(err, litestream.ErrTxNotAvailable) {
 		return false, nil
 	}
