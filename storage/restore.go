@@ -14,6 +14,8 @@ import (
 
 	"github.com/benbjohnson/litestream"
 	"github.com/superfly/ltx"
+
+	"github.com/pbe/pbe/internal/atomicfile"
 )
 
 // errUnsupportedPlan makes restoreDirect leave a restore to Litestream.
@@ -78,7 +80,7 @@ func restoreDirect(ctx context.Context, client litestream.ReplicaClient, outputP
 	if err := os.Rename(tmp, outputPath); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(outputPath)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(outputPath)); err != nil {
 		return err
 	}
 	if err := quickCheck(ctx, outputPath); err != nil {
@@ -182,14 +184,4 @@ func quickCheck(ctx context.Context, path string) error {
 		return fmt.Errorf("integrity check of %s failed: %s", path, res)
 	}
 	return nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
