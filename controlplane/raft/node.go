@@ -315,6 +315,11 @@ func (n *Node) raftConfig(hl *hclogAdapter) *raft.Config {
 	rc.SnapshotInterval = n.cfg.SnapshotInterval
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
 	rc.TrailingLogs = n.cfg.TrailingLogs
+	// Proposals queue up to MaxAppendEntries deep instead of each waiting
+	// for the leader loop to take it, so concurrent writes share one log
+	// append and fsync. Apply's own timeout then covers only the queueing;
+	// callers wait on the future with their context (waitFuture).
+	rc.BatchApplyCh = true
 	rc.Logger = hl
 	// Restore the latest snapshot on start: with the state machine skipping
 	// entries it already applied, this keeps it consistent with the durable
