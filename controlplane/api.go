@@ -7,7 +7,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pbe/pbe/auth"
 	"github.com/pbe/pbe/cluster"
@@ -50,8 +52,53 @@ func (c *ControlPlane) Handler() http.Handler {
 	mux.Handle("POST /api/cp/internal/route/{id}", internal(c.leaderOnly(c.handleRoute)))
 	mux.Handle("POST /api/cp/internal/tenants/{id}/advance", internal(c.write(c.handleAdvanceEpoch)))
 	mux.Handle("GET /api/cp/internal/watch", internal(c.handleWatch))
-	return c.nameLeader(jsonRouteErrors(mux))
+	return serverTiming(c.nameLeader(jsonRouteErrors(mux)))
 }
+
+// serverTiming reports on every answer how long this node took to start
+// it (Server-Timing: cp;dur=milliseconds), for telling a slow node from a
+// slow network.
+func serverTiming(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&timingWriter{ResponseWriter: w, start: time.Now()}, r)
+	})
+}
+
+// timingWriter sets the Server-Timing header when the answer starts.
+type timingWriter struct {
+	http.ResponseWriter
+	start   time.Time
+	written bool
+}
+
+func (t *timingWriter) WriteHeader(code int) {
+	if !t.written {
+		t.written = true
+		d := time.Since(t.start)
+		t.Header().Set("Server-Timing", "cp;dur="+strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 3, 64))
+	}
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *timingWriter) Write(b []byte) (int, error) {
+	if !t.written {
+		t.WriteHeader(http.StatusOK)
+	}
+	return t.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming answers (the watch stream) through.
+func (t *timingWriter) Flush() {
+	if !t.written {
+		t.WriteHeader(http.StatusOK)
+	}
+	if f, ok := t.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (t *timingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 
 // nameLeader sets LeaderHeader on the answers of the leader.
 func (c *ControlPlane) nameLeader(next http.Handler) http.Handler {

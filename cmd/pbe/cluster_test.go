@@ -541,6 +541,23 @@ func TestCluster_ClientFindsTheLeader(t *testing.T) {
 	if got := cl.Preferred(); got != base(leader) {
 		t.Fatalf("after a write through a follower the client prefers %s, want the leader %s", got, base(leader))
 	}
+	// Every answer says how long the node took (Server-Timing), and the
+	// leader's say where it is.
+	for _, i := range order {
+		req, _ := http.NewRequest("GET", base(i)+"/api/cp/tenants/first", nil)
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		resp, err := loopbackClient(c.http[i]).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if st := resp.Header.Get("Server-Timing"); !strings.HasPrefix(st, "cp;dur=") {
+			t.Errorf("node %s: Server-Timing %q", c.ids[i], st)
+		}
+		if got, want := resp.Header.Get(controlplane.LeaderHeader) != "", i == leader; got != want {
+			t.Errorf("node %s: %s header present %v, want %v", c.ids[i], controlplane.LeaderHeader, got, want)
+		}
+	}
 
 	// The leader dies: the client fails over, and finds the new leader.
 	_ = c.procs[leader].cmd.Process.Kill()
