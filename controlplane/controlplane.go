@@ -454,6 +454,10 @@ func (c *ControlPlane) purge(ctx context.Context, t cluster.Tenant) error {
 	if err != nil {
 		return err
 	}
+	// The node may still be closing the tenant (the delete's own remove
+	// order runs after the registry write): its final sync must not land
+	// after the objects are gone. Removing again waits for it.
+	c.removeFromNode(ctx, t)
 	if c.objects != nil {
 		if err := c.objects.DeletePrefix(ctx, prefix); err != nil {
 			return fmt.Errorf("delete objects: %w", err)
