@@ -175,10 +175,18 @@ func TestBinary_EndToEnd(t *testing.T) {
 	top := t // processes outlive the subtest that starts them
 	p := startProc(top, dir, port)
 
-	out := p.output()
+	// The banner reaches the test through a pipe: it may still be on its
+	// way when the server is ready.
 	tok, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	if !strings.Contains(out, strings.TrimSpace(string(tok))) || !strings.Contains(out, "/api/cp/tenants") {
-		t.Fatalf("banner should print the operator token once and how to create a tenant:\n%s", out)
+	banner := func() bool {
+		out := p.output()
+		return strings.Contains(out, strings.TrimSpace(string(tok))) && strings.Contains(out, "/api/cp/tenants")
+	}
+	for deadline := time.Now().Add(5 * time.Second); !banner() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !banner() {
+		t.Fatalf("banner should print the operator token once and how to create a tenant:\n%s", p.output())
 	}
 
 	var created struct{ ID, State string }
