@@ -37,54 +37,26 @@ import (
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/controlplane/store"
 	"github.com/pbe/pbe/storage"
-	"github.com/pbe/pbe/storage/file"
 )
 
-// newBenchNode starts a Manager with the defaults pbe serve uses (1 s
+// newBenchNode is newNode with the defaults pbe serve uses (1 s
 // replication intervals, DefaultConfig pools) over a real registry and a
-// file object store in tb's temp dir. PBE_TEST_LOG=1 logs at debug level.
+// file object store. PBE_TEST_LOG=1 logs at debug level.
 func newBenchNode(tb testing.TB, mutate func(*Config)) *node {
 	tb.Helper()
-	st, err := store.Open(tb.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	reg := &registry{st: st}
-
-	dir := tb.TempDir()
-	objects, err := file.New(filepath.Join(dir, "objects"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg := DefaultConfig()
-	cfg.DataDir = dir
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	if os.Getenv("PBE_TEST_LOG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	} else {
-		// storage.Restore's Litestream replica logs to the default logger
-		// (pbe serve points that at its own); keep benchmark output clean.
+	if os.Getenv("PBE_TEST_LOG") == "" {
+		// storage.Restore logs its fallbacks to the default logger (pbe
+		// serve points that at its own); keep benchmark output clean.
 		prev := slog.Default()
-		slog.SetDefault(cfg.Logger)
+		slog.SetDefault(slog.New(slog.DiscardHandler))
 		tb.Cleanup(func() { slog.SetDefault(prev) })
 	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	m, err := NewManager(cfg, objects, reg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := m.Stop(context.Background()); err != nil {
-			tb.Errorf("stop: %v", err)
+	return newNode(tb, newRegistry(tb), nil, func(c *Config) {
+		c.Replication = DefaultConfig().Replication
+		if mutate != nil {
+			mutate(c)
 		}
 	})
-	return &node{Manager: m, dir: dir, objects: objects, reg: reg}
 }
 
 // benchRegister adds tenant id to the registry, owned by this node at

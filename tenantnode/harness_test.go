@@ -31,7 +31,7 @@ type registry struct {
 	down  atomic.Pointer[error] // when set, heartbeats fail with it
 }
 
-func newRegistry(t *testing.T) *registry {
+func newRegistry(t testing.TB) *registry {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -117,7 +117,7 @@ type node struct {
 	reg     *registry
 }
 
-func newNode(t *testing.T, reg ControlPlane, objects storage.ObjectStore, mutate func(*Config)) *node {
+func newNode(t testing.TB, reg ControlPlane, objects storage.ObjectStore, mutate func(*Config)) *node {
 	t.Helper()
 	dir := t.TempDir()
 	if objects == nil {
