@@ -115,9 +115,10 @@ func Restore(ctx context.Context, client litestream.ReplicaClient, outputPath st
 	return RestoreAt(ctx, client, outputPath, time.Time{})
 }
 
-// RestoreAt is Restore to the state at timestamp (zero: the newest).
+// RestoreAt is Restore to the state at timestamp (zero: the newest). It
+// applies the replica's LTX files itself (restoreDirect) and leaves to
+// Litestream's restore only what that does not handle.
 func RestoreAt(ctx context.Context, client litestream.ReplicaClient, outputPath string, timestamp time.Time) (bool, error) {
-	client = ltxOnly{client}
 	err := restoreDirect(ctx, client, outputPath, timestamp)
 	switch {
 	case err == nil:
@@ -133,7 +134,7 @@ func RestoreAt(ctx context.Context, client litestream.ReplicaClient, outputPath 
 	opt.OutputPath = outputPath
 	opt.Timestamp = timestamp
 	opt.IntegrityCheck = litestream.IntegrityCheckQuick
-	err = litestream.NewReplicaWithClient(nil, client).Restore(ctx, opt)
+	err = litestream.NewReplicaWithClient(nil, ltxOnly{client}).Restore(ctx, opt)
 	if errors.Is(err, litestream.ErrNoSnapshots) || errors.Is(err, litestream.ErrTxNotAvailable) {
 		return false, nil
 	}
