@@ -12,6 +12,9 @@ import (
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Data holds details a client can act on (a quota's current and
+	// maximum values); it is sent as the error body's "data".
+	Data map[string]any `json:"data,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -80,6 +83,27 @@ var (
 	ErrClusterMismatch = &Error{Code: "cluster_mismatch", Message: "node belongs to another cluster"}
 	// ErrShuttingDown is returned for work arriving while a component stops.
 	ErrShuttingDown = &Error{Code: "shutting_down", Message: "shutting down"}
+)
+
+// Errors of customer accounts and quotas.
+var (
+	// ErrForbidden is returned when the caller is known but may not do
+	// what it asks (an unverified customer creating a tenant, a customer
+	// on an operator endpoint).
+	ErrForbidden = &Error{Code: "forbidden", Message: "forbidden"}
+	// ErrQuotaExceeded is returned when a customer is at a quota.
+	ErrQuotaExceeded = &Error{Code: "quota_exceeded", Message: "quota exceeded"}
+	// ErrTenantSuspended is returned for requests to a suspended tenant.
+	ErrTenantSuspended = &Error{Code: "tenant_suspended", Message: "tenant is suspended"}
+	// ErrUserExists is returned when an e-mail address is taken.
+	ErrUserExists = &Error{Code: "user_exists", Message: "user exists"}
+	// ErrRateLimited is returned when a caller tries too often.
+	ErrRateLimited = &Error{Code: "rate_limited", Message: "too many attempts; retry later"}
+	// ErrStorageQuota is returned for a tenant write over its storage quota.
+	ErrStorageQuota = &Error{Code: "storage_quota_exceeded", Message: "storage quota exceeded"}
+	// ErrRequestQuota is returned for a tenant request over its daily
+	// request quota.
+	ErrRequestQuota = &Error{Code: "request_quota_exceeded", Message: "daily request quota exceeded"}
 )
 
 // Errors of the tenant-node fleet.

@@ -22,6 +22,13 @@ var statusByCode = map[string]int{
 	ErrUnavailable.Code:        http.StatusServiceUnavailable,
 	ErrShuttingDown.Code:       http.StatusServiceUnavailable,
 	"not_found":                http.StatusNotFound,
+	ErrForbidden.Code:          http.StatusForbidden,
+	ErrQuotaExceeded.Code:      http.StatusForbidden,
+	ErrTenantSuspended.Code:    http.StatusForbidden,
+	ErrUserExists.Code:         http.StatusConflict,
+	ErrRateLimited.Code:        http.StatusTooManyRequests,
+	ErrStorageQuota.Code:       http.StatusInsufficientStorage,
+	ErrRequestQuota.Code:       http.StatusTooManyRequests,
 	"method_not_allowed":       http.StatusMethodNotAllowed,
 	"body_too_large":           http.StatusRequestEntityTooLarge,
 	"unsupported_media_type":   http.StatusUnsupportedMediaType,
@@ -62,6 +69,9 @@ func WriteError(w http.ResponseWriter, err error) {
 	body := ErrorBody{Code: "internal", Message: "internal error"}
 	if e, ok := AsError(err); ok {
 		body = ErrorBody{Code: e.Code, Message: e.Message}
+		if len(e.Data) > 0 {
+			body.Data = e.Data
+		}
 	} else if errors.Is(err, http.ErrAbortHandler) {
 		panic(err)
 	}

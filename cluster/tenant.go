@@ -45,14 +45,27 @@ type Tenant struct {
 	RestoreEpoch uint64 `json:"restore_epoch,omitempty"`
 	// Domains are custom host names that serve the tenant besides
 	// {id}.{base domain}; each belongs to one tenant at most.
-	Domains    []string   `json:"domains,omitempty"`
-	CreatedAt  time.Time  `json:"created_at"`
-	UpdatedAt  time.Time  `json:"updated_at"`
-	DeletedAt  *time.Time `json:"deleted_at,omitempty"`
-	PurgeAfter *time.Time `json:"purge_after,omitempty"`
+	Domains []string `json:"domains,omitempty"`
+	// Owner is the id of the customer who owns the tenant; empty for
+	// tenants an operator created for the platform itself.
+	Owner string `json:"owner,omitempty"`
+	// Suspended tenants answer 403; OwnerSuspended follows the owner's
+	// suspension.
+	Suspended      bool `json:"suspended,omitempty"`
+	OwnerSuspended bool `json:"owner_suspended,omitempty"`
+	// Quota is what the tenant node enforces (the owner's per-tenant quota).
+	Quota      TenantQuota `json:"quota"`
+	CreatedAt  time.Time   `json:"created_at"`
+	UpdatedAt  time.Time   `json:"updated_at"`
+	DeletedAt  *time.Time  `json:"deleted_at,omitempty"`
+	PurgeAfter *time.Time  `json:"purge_after,omitempty"`
 	// Version is the Raft index of the last change to this record.
 	Version uint64 `json:"version"`
 }
+
+// Blocked reports whether the tenant is suspended, by itself or with its
+// owner: it then answers 403 to every request.
+func (t Tenant) Blocked() bool { return t.Suspended || t.OwnerSuspended }
 
 // Tenant id limits: a DNS label of 3 to 63 characters.
 const (
