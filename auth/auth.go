@@ -15,10 +15,28 @@ import (
 
 // Principal is who a request acts as.
 type Principal struct {
-	// Kind is "operator" for cluster admins.
+	// Kind is KindOperator, KindCustomer or KindNode.
 	Kind string
-	// ID is the operator token's id.
+	// ID is the operator token's id, or the customer's user id.
 	ID string
+	// SessionID is a customer's session (their login or an impersonation).
+	SessionID string
+	// Impersonator is the operator token id behind an impersonation.
+	Impersonator string
+}
+
+// Actor names the principal in audit entries: "operator:{id}",
+// "user:{id}" or "node".
+func (p Principal) Actor() string {
+	switch p.Kind {
+	case KindOperator:
+		return "operator:" + p.ID
+	case KindCustomer:
+		return "user:" + p.ID
+	case KindNode:
+		return "node"
+	}
+	return "anonymous"
 }
 
 // Principal kinds.
@@ -27,6 +45,8 @@ const (
 	KindOperator = "operator"
 	// KindNode is another node of the platform (the cluster secret).
 	KindNode = "node"
+	// KindCustomer is a customer (a cluster user) with an access token.
+	KindCustomer = "customer"
 )
 
 // TokenLookup finds an operator token by the hash of its secret; it returns

@@ -29,6 +29,9 @@ type applyCtx struct {
 	index   uint64
 	now     time.Time
 	horizon *requestHorizon
+	// changed lists tenants a command changed besides the one it names
+	// (a user's quota applied to each of their tenants).
+	changed []string
 }
 
 // requestHorizon is what Apply knows of the oldest request record, derived
@@ -80,6 +83,19 @@ var handlers = map[string]handler{
 	CmdRegisterNode:  {applyRegisterNode, resultAs[cluster.Node]},
 	CmdSetNodeState:  {applySetNodeState, resultAs[cluster.Node]},
 	CmdSetDomains:    {applySetDomains, resultAs[cluster.Tenant]},
+
+	CmdCreateUser:         {applyCreateUser, resultAs[cluster.User]},
+	CmdUpdateUser:         {applyUpdateUser, resultAs[cluster.User]},
+	CmdDeleteUser:         {applyDeleteUser, resultAs[cluster.User]},
+	CmdCreateSession:      {applyCreateSession, resultAs[cluster.Session]},
+	CmdRotateSession:      {applyRotateSession, resultAs[cluster.Session]},
+	CmdDeleteSession:      {applyDeleteSession, resultAs[cluster.Session]},
+	CmdCreateTicket:       {applyCreateTicket, resultAs[Ticket]},
+	CmdRedeemTicket:       {applyRedeemTicket, resultAs[Ticket]},
+	CmdCreateQuotaRequest: {applyCreateQuotaRequest, resultAs[cluster.QuotaRequest]},
+	CmdDecideQuotaRequest: {applyDecideQuotaRequest, resultAs[cluster.QuotaRequest]},
+	CmdAppendAudit:        {applyAppendAudit, resultAs[struct{}]},
+	CmdAddSigningKey:      {applyAddSigningKey, resultAs[struct{}]},
 }
 
 func resultAs[T any](raw json.RawMessage) (any, error) {
@@ -99,6 +115,8 @@ type outcome struct {
 	Time  time.Time       `json:"time"`
 	Value json.RawMessage `json:"value,omitempty"`
 	Err   *cluster.Error  `json:"err,omitempty"`
+	// changed is applyCtx.changed, for the change feed; not recorded.
+	changed []string
 }
 
 // result returns the outcome as Apply's return values.
@@ -158,9 +176,7 @@ func (s *Store) Apply(index uint64, data []byte) (any, error) {
 	}
 	s.applied.Store(index)
 	if out.Err == nil {
-		if c, ok := changeOf(&cmd, index); ok {
-			s.feed.publish(c)
-		}
+		s.publish(&cmd, index, out.changed)
 	}
 	return out.result()
 }
@@ -228,13 +244,21 @@ func (s *Store) applyBatch(indexes []uint64, data [][]byte, values []any, errs [
 	s.applied.Store(indexes[len(indexes)-1])
 	for i := range outs {
 		if outs[i].Err == nil {
-			if c, ok := changeOf(&cmds[i], indexes[i]); ok {
-				s.feed.publish(c)
-			}
+			s.publish(&cmds[i], indexes[i], outs[i].changed)
 		}
 		values[i], errs[i] = outs[i].result()
 	}
 	return true
+}
+
+// publish tells the change feed what an applied command changed.
+func (s *Store) publish(cmd *Command, index uint64, changed []string) {
+	if c, ok := changeOf(cmd, index); ok {
+		s.feed.publish(c)
+	}
+	for _, id := range changed {
+		s.feed.publish(Change{Index: index, Kind: ChangeTenant, ID: id})
+	}
 }
 
 // replayed answers an entry at or below the applied index: it was applied
@@ -283,6 +307,7 @@ func applyTxn(a *applyCtx) (outcome, error) {
 			return out, fmt.Errorf("encode result: %w", err)
 		}
 	}
+	out.changed = a.changed
 	if rid != "" {
 		if err := recordOutcome(a.txn, rid, out); err != nil {
 			return out, err

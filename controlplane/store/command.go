@@ -26,6 +26,19 @@ const (
 	CmdRegisterNode  = "register_node"
 	CmdSetNodeState  = "set_node_state"
 	CmdSetDomains    = "set_domains"
+
+	CmdCreateUser         = "create_user"
+	CmdUpdateUser         = "update_user"
+	CmdDeleteUser         = "delete_user"
+	CmdCreateSession      = "create_session"
+	CmdRotateSession      = "rotate_session"
+	CmdDeleteSession      = "delete_session"
+	CmdCreateTicket       = "create_ticket"
+	CmdRedeemTicket       = "redeem_ticket"
+	CmdCreateQuotaRequest = "create_quota_request"
+	CmdDecideQuotaRequest = "decide_quota_request"
+	CmdAppendAudit        = "append_audit"
+	CmdAddSigningKey      = "add_signing_key"
 )
 
 // CommandVersion is the version this code writes and the only one it
@@ -59,6 +72,9 @@ type Command struct {
 // Epoch and RestoreEpoch are taken from it.
 type CreateTenant struct {
 	Tenant cluster.Tenant `json:"tenant"`
+	// When Tenant.Owner is set, the owner must exist and own fewer than
+	// their MaxTenants live tenants; the tenant takes the owner's
+	// per-tenant quota and suspension.
 }
 
 // DeleteTenant is the payload of CmdDeleteTenant.
@@ -83,12 +99,14 @@ type PurgeTenant struct {
 type UpdateTenant struct {
 	ID string `json:"id"`
 	// ExpectedVersion, if not zero, must equal the tenant's Version.
-	ExpectedVersion uint64              `json:"expected_version,omitempty"`
-	Name            *string             `json:"name,omitempty"`
-	Node            *string             `json:"node,omitempty"`
-	Epoch           *uint64             `json:"epoch,omitempty"`
-	RestoreEpoch    *uint64             `json:"restore_epoch,omitempty"`
-	Durability      *cluster.Durability `json:"durability,omitempty"`
+	ExpectedVersion uint64               `json:"expected_version,omitempty"`
+	Name            *string              `json:"name,omitempty"`
+	Node            *string              `json:"node,omitempty"`
+	Epoch           *uint64              `json:"epoch,omitempty"`
+	RestoreEpoch    *uint64              `json:"restore_epoch,omitempty"`
+	Durability      *cluster.Durability  `json:"durability,omitempty"`
+	Suspended       *bool                `json:"suspended,omitempty"`
+	Quota           *cluster.TenantQuota `json:"quota,omitempty"`
 }
 
 // CreateToken is the payload of CmdCreateToken. Its JSON form carries the
@@ -185,6 +203,19 @@ var payloadTypes = map[string]reflect.Type{
 	CmdRegisterNode:  reflect.TypeFor[RegisterNode](),
 	CmdSetNodeState:  reflect.TypeFor[SetNodeState](),
 	CmdSetDomains:    reflect.TypeFor[SetDomains](),
+
+	CmdCreateUser:         reflect.TypeFor[CreateUser](),
+	CmdUpdateUser:         reflect.TypeFor[UpdateUser](),
+	CmdDeleteUser:         reflect.TypeFor[DeleteUser](),
+	CmdCreateSession:      reflect.TypeFor[CreateSession](),
+	CmdRotateSession:      reflect.TypeFor[RotateSession](),
+	CmdDeleteSession:      reflect.TypeFor[DeleteSession](),
+	CmdCreateTicket:       reflect.TypeFor[CreateTicket](),
+	CmdRedeemTicket:       reflect.TypeFor[RedeemTicket](),
+	CmdCreateQuotaRequest: reflect.TypeFor[CreateQuotaRequest](),
+	CmdDecideQuotaRequest: reflect.TypeFor[DecideQuotaRequest](),
+	CmdAppendAudit:        reflect.TypeFor[AppendAudit](),
+	CmdAddSigningKey:      reflect.TypeFor[AddSigningKey](),
 }
 
 // EncodeCommand returns the log entry for a command of type typ. payload must

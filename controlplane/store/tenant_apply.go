@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -28,6 +29,14 @@ func applyCreateTenant(a *applyCtx) (any, *cluster.Error, error) {
 	}
 	if found {
 		return nil, tenantExists(old), nil
+	}
+	if t.Owner != "" {
+		if cerr, err := takeOwnerQuota(a.txn, &t); cerr != nil || err != nil {
+			return nil, cerr, err
+		}
+		if err := a.txn.Set(ownerKey(t.Owner, t.ID), nil); err != nil {
+			return nil, nil, err
+		}
 	}
 	t.State = cluster.TenantActive
 	t.CreatedAt, t.UpdatedAt = a.now, a.now
@@ -87,6 +96,11 @@ func applyPurgeTenant(a *applyCtx) (any, *cluster.Error, error) {
 	if err := unindexDomains(a.txn, t); err != nil {
 		return nil, nil, err
 	}
+	if t.Owner != "" {
+		if err := a.txn.Delete(ownerKey(t.Owner, t.ID)); err != nil {
+			return nil, nil, err
+		}
+	}
 	return t, nil, a.txn.Delete(tenantKey(t.ID))
 }
 
@@ -118,13 +132,19 @@ func applyUpdateTenant(a *applyCtx) (any, *cluster.Error, error) {
 	if p.Durability != nil {
 		t.Durability = *p.Durability
 	}
+	if p.Suspended != nil {
+		t.Suspended = *p.Suspended
+	}
+	if p.Quota != nil {
+		t.Quota = *p.Quota
+	}
 	t.UpdatedAt, t.Version = a.now, a.index
 	return t, nil, putTenant(a.txn, t)
 }
 
 // checkUpdate validates an update against the tenant's current record.
 func checkUpdate(p *UpdateTenant, t *cluster.Tenant) *cluster.Error {
-	if p.Name == nil && p.Node == nil && p.Epoch == nil && p.RestoreEpoch == nil && p.Durability == nil {
+	if p.Name == nil && p.Node == nil && p.Epoch == nil && p.RestoreEpoch == nil && p.Durability == nil && p.Suspended == nil && p.Quota == nil {
 		return cluster.Errorf(cluster.ErrInvalidInput, "update tenant %q: no field to change", p.ID)
 	}
 	if p.ExpectedVersion != 0 && p.ExpectedVersion != t.Version {
@@ -141,7 +161,45 @@ func checkUpdate(p *UpdateTenant, t *cluster.Tenant) *cluster.Error {
 			return cerr
 		}
 	}
+	if q := p.Quota; q != nil && (q.StorageBytes < 0 || q.RequestsPerDay < 0) {
+		return cluster.Errorf(cluster.ErrInvalidInput, "tenant %q: quotas must not be negative", t.ID)
+	}
 	return nil
+}
+
+// takeOwnerQuota checks that t's owner may have one more live tenant and
+// gives t the owner's per-tenant quota and suspension.
+func takeOwnerQuota(txn *badger.Txn, t *cluster.Tenant) (*cluster.Error, error) {
+	u, found, err := getUser(txn, t.Owner)
+	if err != nil || !found {
+		return userNotFound(found, t.Owner), err
+	}
+	if u.Suspended {
+		return cluster.Errorf(cluster.ErrForbidden, "this account is suspended; contact the operator"), nil
+	}
+	ids, err := ownedTenantIDs(txn, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	live := 0
+	for _, id := range ids {
+		o, found, err := getTenant(txn, id)
+		if err != nil {
+			return nil, err
+		}
+		if found && o.State == cluster.TenantActive {
+			live++
+		}
+	}
+	if live >= u.Quota.MaxTenants {
+		return &cluster.Error{
+			Code:    cluster.ErrQuotaExceeded.Code,
+			Message: fmt.Sprintf("you have %d of at most %d tenants; delete one or ask for a higher max_tenants quota", live, u.Quota.MaxTenants),
+			Data:    map[string]any{"quota": cluster.QuotaMaxTenants, "current": live, "max": u.Quota.MaxTenants},
+		}, nil
+	}
+	t.Quota, t.OwnerSuspended = u.Quota.TenantQuota(), false
+	return nil, nil
 }
 
 // checkNewTenant validates a tenant to create and fills in its default

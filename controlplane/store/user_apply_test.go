@@ -1,0 +1,211 @@
+package store
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pbe/pbe/cluster"
+)
+
+func createUser(id, email string, maxTenants int) cmd {
+	return cmd{typ: CmdCreateUser, payload: CreateUser{User: StoredUser{
+		User:         cluster.User{ID: id, Email: email, Quota: cluster.UserQuota{MaxTenants: maxTenants, StorageBytes: 1 << 20}},
+		PasswordHash: "$argon2id$hash-of-" + id,
+	}}}
+}
+
+func ownedTenant(id, owner string) cmd {
+	return cmd{typ: CmdCreateTenant, payload: CreateTenant{Tenant: cluster.Tenant{ID: id, Owner: owner}}}
+}
+
+func wantCode(t *testing.T, err error, want *cluster.Error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("got error %v, want code %s", err, want.Code)
+	}
+}
+
+func TestUsers_EmailIsUnique(t *testing.T) {
+	s := openStore(t)
+	mustApply(t, s, createUser("u1", "a@example.com", 2))
+	_, err := applyNext(t, s, createUser("u2", "a@example.com", 2))
+	wantCode(t, err, cluster.ErrUserExists)
+	u, err := s.UserByEmail("a@example.com")
+	if err != nil || u.ID != "u1" || u.PasswordHash == "" {
+		t.Fatalf("UserByEmail: %+v, %v", u, err)
+	}
+	if _, err := s.User("u2"); !errors.Is(err, cluster.ErrNotFound) {
+		t.Fatalf("the refused user exists: %v", err)
+	}
+}
+
+func TestUsers_TenantQuotaIsEnforcedByTheStateMachine(t *testing.T) {
+	s := openStore(t)
+	mustApply(t, s, createUser("u1", "a@example.com", 2))
+	mustApply(t, s, ownedTenant("one", "u1"))
+	created := mustApply(t, s, ownedTenant("two", "u1")).(cluster.Tenant)
+	if created.Owner != "u1" || created.Quota.StorageBytes != 1<<20 {
+		t.Fatalf("tenant did not take the owner's quota: %+v", created)
+	}
+	_, err := applyNext(t, s, ownedTenant("three", "u1"))
+	wantCode(t, err, cluster.ErrQuotaExceeded)
+	var ce *cluster.Error
+	errors.As(err, &ce)
+	if ce.Data["current"] != 2 || ce.Data["max"] != 2 {
+		t.Errorf("quota error data: %v", ce.Data)
+	}
+	// A deleted tenant frees its slot.
+	mustApply(t, s, deleteTenant("one"))
+	mustApply(t, s, ownedTenant("three", "u1"))
+	ts, _ := s.TenantsOf("u1")
+	if len(ts) != 3 {
+		t.Fatalf("TenantsOf: %d tenants, want 3 (two live, one deleted)", len(ts))
+	}
+	_, err = applyNext(t, s, ownedTenant("four", "nobody"))
+	wantCode(t, err, cluster.ErrNotFound)
+}
+
+func TestUsers_QuotaAndSuspensionReachTheirTenants(t *testing.T) {
+	s := openStore(t)
+	mustApply(t, s, createUser("u1", "a@example.com", 5))
+	mustApply(t, s, ownedTenant("one", "u1"))
+	mustApply(t, s, createTenant("other"))
+	sub := s.Subscribe(16)
+	defer sub.Close()
+	q := cluster.UserQuota{MaxTenants: 5, StorageBytes: 42, RequestsPerDay: 7}
+	mustApply(t, s, cmd{typ: CmdUpdateUser, payload: UpdateUser{ID: "u1", Quota: &q, Suspended: ptr(true)}})
+	one, _ := s.Tenant("one")
+	if one.Quota != (cluster.TenantQuota{StorageBytes: 42, RequestsPerDay: 7}) || !one.OwnerSuspended || !one.Blocked() {
+		t.Fatalf("tenant one after its owner changed: %+v", one)
+	}
+	other, _ := s.Tenant("other")
+	if other.Blocked() || other.Quota != (cluster.TenantQuota{}) {
+		t.Fatalf("another owner's tenant changed: %+v", other)
+	}
+	select {
+	case c := <-sub.C:
+		if c.ID != "one" {
+			t.Fatalf("change feed: %+v, want tenant one", c)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the change feed did not report the owner's tenant")
+	}
+	_, err := applyNext(t, s, ownedTenant("two", "u1"))
+	wantCode(t, err, cluster.ErrForbidden)
+}
+
+func TestSessions_RotateAndReuse(t *testing.T) {
+	s := openStore(t)
+	mustApply(t, s, createUser("u1", "a@example.com", 1))
+	exp := t0.Add(time.Hour)
+	mustApply(t, s, cmd{typ: CmdCreateSession, payload: CreateSession{Session: StoredSession{
+		Session: cluster.Session{ID: "s1", UserID: "u1", Kind: cluster.SessionLogin, ExpiresAt: exp}, RefreshHash: "h1"}}})
+	mustApply(t, s, cmd{typ: CmdRotateSession, payload: RotateSession{ID: "s1", OldHash: "h1", NewHash: "h2", ExpiresAt: exp}})
+	// h1 again: a copy of the old refresh token is in someone's hands.
+	_, err := applyNext(t, s, cmd{typ: CmdRotateSession, payload: RotateSession{ID: "s1", OldHash: "h1", NewHash: "h3", ExpiresAt: exp}})
+	wantCode(t, err, cluster.ErrUnauthorized)
+	if _, err := s.Session("s1"); !errors.Is(err, cluster.ErrNotFound) {
+		t.Fatalf("reuse of a rotated refresh token did not end the session: %v", err)
+	}
+	// Expired sessions cannot be rotated.
+	mustApply(t, s, cmd{typ: CmdCreateSession, payload: CreateSession{Session: StoredSession{
+		Session: cluster.Session{ID: "s2", UserID: "u1", Kind: cluster.SessionLogin, ExpiresAt: exp}, RefreshHash: "h1"}}})
+	_, err = applyNext(t, s, cmd{typ: CmdRotateSession, at: exp.Add(time.Second), payload: RotateSession{ID: "s2", OldHash: "h1", NewHash: "h2", ExpiresAt: exp.Add(time.Hour)}})
+	wantCode(t, err, cluster.ErrUnauthorized)
+}
+
+func TestUsers_PasswordChangeEndsOtherSessions(t *testing.T) {
+	s := openStore(t)
+	mustApply(t, s, createUser("u1", "a@example.com", 1))
+	for _, id := range []string{"s1", "s2", "s3"} {
+		mustApply(t, s, cmd{typ: CmdCreateSession, payload: CreateSession{Session: StoredSession{
+			Session: cluster.Session{ID: id, UserID: "u1", Kind: cluster.SessionLogin, ExpiresAt: t0.Add(time.Hour)}}}})
+	}
+	mustApply(t, s, cmd{typ: CmdUpdateUser, at: t0.Add(time.Minute), payload: UpdateUser{ID: "u1", PasswordHash: ptr("$argon2id$new"), KeepSession: "s2"}})
+	ss, _ := s.Sessions("u1")
+	if len(ss) != 1 || ss[0].ID != "s2" {
+		t.Fatalf("sessions after a password change: %+v, want only s2", ss)
+	}
+	u, _ := s.User("u1")
+	if u.PasswordHash != "$argon2id$new" || !u.PasswordChangedAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("user after a password change: %+v", u)
+	}
+}
+
+func TestTickets_SingleUseBoundAndExpiring(t *testing.T) {
+	s := openStore(t)
+	exp := t0.Add(time.Minute)
+	for _, h := range []string{"a", "b", "c"} {
+		mustApply(t, s, cmd{typ: CmdCreateTicket, payload: CreateTicket{Ticket: Ticket{Hash: h, Tenant: "acme", ExpiresAt: exp}}})
+	}
+	mustApply(t, s, cmd{typ: CmdRedeemTicket, payload: RedeemTicket{Hash: "a", Tenant: "acme"}})
+	_, err := applyNext(t, s, cmd{typ: CmdRedeemTicket, payload: RedeemTicket{Hash: "a", Tenant: "acme"}})
+	wantCode(t, err, cluster.ErrUnauthorized) // reused
+	_, err = applyNext(t, s, cmd{typ: CmdRedeemTicket, payload: RedeemTicket{Hash: "b", Tenant: "other"}})
+	wantCode(t, err, cluster.ErrUnauthorized) // another tenant's host
+	mustApply(t, s, cmd{typ: CmdRedeemTicket, payload: RedeemTicket{Hash: "b", Tenant: "acme"}})
+	_, err = applyNext(t, s, cmd{typ: CmdRedeemTicket, at: exp.Add(time.Second), payload: RedeemTicket{Hash: "c", Tenant: "acme"}})
+	wantCode(t, err, cluster.ErrUnauthorized) // expired
+}
+
+func TestQuotaRequests_OnePendingPerKindAndApproval(t *testing.T) {
+	s := openStore(t)
+	mustApply(t, s, createUser("u1", "a@example.com", 1))
+	mustApply(t, s, ownedTenant("one", "u1"))
+	req := func(id, kind string, v int64) cmd {
+		return cmd{typ: CmdCreateQuotaRequest, payload: CreateQuotaRequest{Request: cluster.QuotaRequest{ID: id, UserID: "u1", Kind: kind, Value: v, Reason: "growth"}}}
+	}
+	mustApply(t, s, req("q1", cluster.QuotaMaxTenants, 3))
+	_, err := applyNext(t, s, req("q2", cluster.QuotaMaxTenants, 4))
+	wantCode(t, err, cluster.ErrStaleVersion)
+	mustApply(t, s, req("q3", cluster.QuotaRequestsPerDay, 1000))
+	mustApply(t, s, cmd{typ: CmdDecideQuotaRequest, payload: DecideQuotaRequest{ID: "q1", Approve: true, DecidedBy: "operator:x"}})
+	mustApply(t, s, cmd{typ: CmdDecideQuotaRequest, payload: DecideQuotaRequest{ID: "q3", Approve: false, Reason: "no", DecidedBy: "operator:x"}})
+	_, err = applyNext(t, s, cmd{typ: CmdDecideQuotaRequest, payload: DecideQuotaRequest{ID: "q3", Approve: true}})
+	wantCode(t, err, cluster.ErrStaleVersion)
+	u, _ := s.User("u1")
+	if u.Quota.MaxTenants != 3 || u.Quota.RequestsPerDay != 0 {
+		t.Fatalf("quota after decisions: %+v", u.Quota)
+	}
+	mustApply(t, s, ownedTenant("two", "u1")) // the approved quota applies at once
+	mustApply(t, s, req("q4", cluster.QuotaMaxTenants, 10))
+	pending, _ := s.QuotaRequests("", cluster.RequestPending)
+	if len(pending) != 1 || pending[0].ID != "q4" {
+		t.Fatalf("pending requests: %+v", pending)
+	}
+}
+
+func TestAudit_NewestFirstAndFiltered(t *testing.T) {
+	s := openStore(t)
+	for i, u := range []string{"u1", "u2", "u1"} {
+		mustApply(t, s, cmd{typ: CmdAppendAudit, at: t0.Add(time.Duration(i) * time.Second), payload: AppendAudit{Entries: []cluster.AuditEntry{{Actor: "user:" + u, UserID: u, Action: "login"}}}})
+	}
+	all, _ := s.Audit(AuditFilter{Limit: 10})
+	if len(all) != 3 || !all[0].Time.After(all[2].Time) {
+		t.Fatalf("audit: %+v", all)
+	}
+	mine, _ := s.Audit(AuditFilter{UserID: "u1", Limit: 10})
+	if len(mine) != 2 {
+		t.Fatalf("audit of u1: %d entries, want 2", len(mine))
+	}
+	page, _ := s.Audit(AuditFilter{Before: all[0].ID, Limit: 10})
+	if len(page) != 2 || page[0].ID != all[1].ID {
+		t.Fatalf("audit before %s: %+v", all[0].ID, page)
+	}
+}
+
+func TestUsers_DeleteNeedsNoTenants(t *testing.T) {
+	s := openStore(t)
+	mustApply(t, s, createUser("u1", "a@example.com", 1))
+	mustApply(t, s, ownedTenant("one", "u1"))
+	_, err := applyNext(t, s, cmd{typ: CmdDeleteUser, payload: DeleteUser{ID: "u1"}})
+	wantCode(t, err, cluster.ErrStaleVersion)
+	mustApply(t, s, deleteTenant("one"))
+	mustApply(t, s, cmd{typ: CmdPurgeTenant, payload: PurgeTenant{ID: "one"}})
+	mustApply(t, s, cmd{typ: CmdDeleteUser, payload: DeleteUser{ID: "u1"}})
+	if _, err := s.UserByEmail("a@example.com"); !errors.Is(err, cluster.ErrNotFound) {
+		t.Fatalf("deleted user still found by e-mail: %v", err)
+	}
+	mustApply(t, s, createUser("u2", "a@example.com", 1)) // the address is free again
+}
