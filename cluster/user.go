@@ -172,3 +172,15 @@ func ValidatePassword(field, p string) error {
 	}
 	return nil
 }
+
+// SSOPath is where a tenant's own host redeems a one-time SSO ticket into
+// its admin UI.
+const SSOPath = "/__pbe/sso"
+
+// SSOGrant is what redeeming an SSO ticket tells the tenant node: which
+// tenant it was for and who asked for it.
+type SSOGrant struct {
+	Tenant string `json:"tenant"`
+	UserID string `json:"user_id,omitempty"`
+	Actor  string `json:"actor"`
+}

@@ -40,6 +40,10 @@ func (m *Manager) ServeTenantAt(w http.ResponseWriter, r *http.Request, id strin
 		return
 	}
 	defer m.release(e, stream)
+	if r.URL.Path == cluster.SSOPath {
+		m.serveSSO(w, r, id, e.inst)
+		return
+	}
 	e.inst.handler.ServeHTTP(internalHeaderFilter{w}, r)
 }
 
