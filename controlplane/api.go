@@ -22,37 +22,21 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 // Handler returns the platform API (everything under /api/cp/).
 func (c *ControlPlane) Handler() http.Handler {
 	mux := http.NewServeMux()
-	op := func(h http.HandlerFunc) http.Handler { return auth.RequireOperator(c.store.TokenByHash, h) }
-	node := func(h http.HandlerFunc) http.Handler {
-		return auth.RequireClusterOrOperator(c.cfg.ClusterSecret, c.store.TokenByHash, h)
+	for _, rt := range c.routes() {
+		mux.Handle(rt.method+" "+rt.path, c.guarded(rt))
 	}
-	mux.Handle("POST /api/cp/tenants", op(c.write(c.handleCreateTenant)))
-	mux.Handle("GET /api/cp/tenants", op(c.read(c.handleListTenants)))
-	mux.Handle("GET /api/cp/tenants/{id}", node(c.read(c.handleGetTenant)))
-	mux.Handle("PATCH /api/cp/tenants/{id}", op(c.write(c.handleUpdateTenant)))
-	mux.Handle("DELETE /api/cp/tenants/{id}", op(c.write(c.handleDeleteTenant)))
-	mux.Handle("POST /api/cp/tenants/{id}/restore", op(c.write(c.handleRestoreTenant)))
-	mux.Handle("POST /api/cp/tenants/{id}/admins", op(c.write(c.handleCreateAdmin)))
-	mux.Handle("PUT /api/cp/tenants/{id}/domains", op(c.write(c.handleSetDomains)))
-	mux.Handle("GET /api/cp/raft/status", node(c.handleRaftStatus))
-	mux.Handle("POST /api/cp/raft/join", node(c.write(c.handleRaftJoin)))
-	mux.Handle("POST /api/cp/raft/remove", op(c.write(c.handleRaftRemove)))
-	mux.Handle("POST /api/cp/raft/snapshot", op(c.handleRaftSnapshot))
-
-	mux.Handle("GET /api/cp/nodes", op(c.leaderOnly(c.handleListNodes)))
-	mux.Handle("GET /api/cp/nodes/{id}", node(c.leaderOnly(c.handleGetNode)))
-	mux.Handle("POST /api/cp/nodes/{id}/drain", node(c.write(c.handleDrainNode)))
-	mux.Handle("POST /api/cp/tenants/{id}/move", op(c.write(c.handleMoveTenant)))
-	mux.Handle("POST /api/cp/rebalance", op(c.write(c.handleRebalance)))
-
-	// Internal: tenant nodes and gateways, with the cluster secret.
-	internal := func(h http.HandlerFunc) http.Handler { return auth.RequireCluster(c.cfg.ClusterSecret, h) }
-	mux.Handle("POST /api/cp/internal/nodes", internal(c.write(c.handleRegisterNode)))
-	mux.Handle("POST /api/cp/internal/heartbeat", internal(c.leaderOnly(c.handleHeartbeat)))
-	mux.Handle("POST /api/cp/internal/route/{id}", internal(c.leaderOnly(c.handleRoute)))
-	mux.Handle("POST /api/cp/internal/tenants/{id}/advance", internal(c.write(c.handleAdvanceEpoch)))
-	mux.Handle("GET /api/cp/internal/watch", internal(c.handleWatch))
 	return serverTiming(c.nameLeader(jsonRouteErrors(mux)))
+}
+
+// guarded wraps a route's handler with its authentication.
+func (c *ControlPlane) guarded(rt route) http.Handler {
+	switch rt.access {
+	case accessPublic:
+		return rt.h
+	case accessCluster:
+		return auth.RequireCluster(c.cfg.ClusterSecret, rt.h)
+	}
+	return c.guard(rt.access, rt.h)
 }
 
 // serverTiming reports on every answer how long this node took to start
@@ -226,3 +210,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+func jsonEncode(w http.ResponseWriter, v any) error { return json.NewEncoder(w).Encode(v) }

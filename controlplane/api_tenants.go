@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pbe/pbe/auth"
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/controlplane/store"
 )
@@ -49,6 +50,9 @@ type createTenantRequest struct {
 	Name       string             `json:"name"`
 	Durability cluster.Durability `json:"durability"`
 	Admin      *adminRequest      `json:"admin"`
+	// Owner (operators only) makes the tenant a customer's, within their
+	// quota; a customer's tenants are always their own.
+	Owner string `json:"owner"`
 }
 
 func (req *createTenantRequest) validate() error {
@@ -101,13 +105,44 @@ func (c *ControlPlane) handleCreateTenant(w http.ResponseWriter, r *http.Request
 		cluster.WriteError(w, err)
 		return
 	}
+	if err := c.checkCreator(r, &req); err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
 	t, err := c.CreateTenant(r.Context(), r.Header.Get(IdempotencyKeyHeader), req)
 	if err != nil {
 		cluster.WriteError(w, err)
 		return
 	}
+	c.audit(r, auditTenantCreate, t.Owner, t.ID, "")
 	w.Header().Set("Location", "/api/cp/tenants/"+t.ID)
 	writeJSON(w, http.StatusCreated, c.view(t))
+}
+
+// checkCreator makes a customer's tenant their own and checks that they
+// may create one; an operator may name an existing owner.
+func (c *ControlPlane) checkCreator(r *http.Request, req *createTenantRequest) error {
+	p := principal(r)
+	if p.Kind != auth.KindCustomer {
+		if req.Owner != "" {
+			if _, err := c.store.User(req.Owner); err != nil {
+				return cluster.Errorf(cluster.ErrInvalidInput, "field \"owner\": no customer %q", clipPath(req.Owner))
+			}
+		}
+		return nil
+	}
+	if req.Owner != "" && req.Owner != p.ID {
+		return cluster.Errorf(cluster.ErrForbidden, "field \"owner\" is for operators; leave it out")
+	}
+	u, err := c.store.User(p.ID)
+	if err != nil {
+		return err
+	}
+	if !u.Verified {
+		return cluster.Errorf(cluster.ErrForbidden, "verify your e-mail address before creating tenants (POST /api/cp/auth/verify/resend sends a new link)")
+	}
+	req.Owner = p.ID
+	return nil
 }
 
 // CreateTenant registers a validated tenant and, when asked, creates its
@@ -121,7 +156,7 @@ func (c *ControlPlane) CreateTenant(ctx context.Context, requestID string, req c
 		durability = cluster.DurabilityAsync
 	}
 	res, err := c.apply(ctx, store.CmdCreateTenant, requestID, store.CreateTenant{Tenant: cluster.Tenant{
-		ID: req.ID, Name: req.Name, Durability: durability,
+		ID: req.ID, Name: req.Name, Durability: durability, Owner: req.Owner,
 	}})
 	if err != nil {
 		return cluster.Tenant{}, err
@@ -201,14 +236,22 @@ func (c *ControlPlane) handleListTenants(w http.ResponseWriter, r *http.Request)
 		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "query parameter \"state\" must be active, deleted or all"))
 		return
 	}
-	ts, err := c.store.Tenants(f)
+	var ts []cluster.Tenant
+	var err error
+	if p := principal(r); p.Kind == auth.KindCustomer {
+		ts, err = c.store.TenantsOf(p.ID)
+	} else {
+		ts, err = c.store.Tenants(f)
+	}
 	if err != nil {
 		cluster.WriteError(w, err)
 		return
 	}
 	items := make([]tenantView, 0, len(ts))
 	for _, t := range ts {
-		items = append(items, c.view(t))
+		if f.State == "" || t.State == f.State {
+			items = append(items, c.view(t))
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items, "total": len(items)})
 }
@@ -228,7 +271,7 @@ func (c *ControlPlane) handleGetTenant(w http.ResponseWriter, r *http.Request) {
 		cluster.WriteError(w, err)
 		return
 	}
-	t, err := c.store.Tenant(id)
+	t, err := c.ownedTenant(r, id)
 	if err != nil {
 		cluster.WriteError(w, err)
 		return
@@ -239,6 +282,9 @@ func (c *ControlPlane) handleGetTenant(w http.ResponseWriter, r *http.Request) {
 type updateTenantRequest struct {
 	Name       *string             `json:"name"`
 	Durability *cluster.Durability `json:"durability"`
+	// Suspended and Quota are for operators.
+	Suspended *bool                `json:"suspended"`
+	Quota     *cluster.TenantQuota `json:"quota"`
 	// Version, if set, must be the tenant's current version (optimistic
 	// concurrency): a stale one gets 409.
 	Version uint64 `json:"version"`
@@ -250,13 +296,25 @@ func (c *ControlPlane) handleUpdateTenant(w http.ResponseWriter, r *http.Request
 		cluster.WriteError(w, err)
 		return
 	}
+	if _, err := c.ownedTenant(r, id); err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
 	var req updateTenantRequest
 	if err := decodeJSON(w, r, c.cfg.MaxBodyBytes, &req); err != nil {
 		cluster.WriteError(w, err)
 		return
 	}
-	if req.Name == nil && req.Durability == nil {
-		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, `send at least one of "name" and "durability"`))
+	if req.Name == nil && req.Durability == nil && req.Suspended == nil && req.Quota == nil {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, `send at least one of "name", "durability", "suspended" and "quota"`))
+		return
+	}
+	if (req.Suspended != nil || req.Quota != nil) && principal(r).Kind == auth.KindCustomer {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrForbidden, `"suspended" and "quota" are set by the operator; ask for more quota with POST /api/cp/quota-requests`))
+		return
+	}
+	if q := req.Quota; q != nil && (q.StorageBytes < 0 || q.RequestsPerDay < 0) {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, `"quota" values must not be negative (0 means unlimited)`))
 		return
 	}
 	if req.Name != nil {
@@ -271,13 +329,21 @@ func (c *ControlPlane) handleUpdateTenant(w http.ResponseWriter, r *http.Request
 	}
 	res, err := c.apply(r.Context(), store.CmdUpdateTenant, r.Header.Get(IdempotencyKeyHeader), store.UpdateTenant{
 		ID: id, ExpectedVersion: req.Version, Name: req.Name, Durability: req.Durability,
+		Suspended: req.Suspended, Quota: req.Quota,
 	})
 	if err != nil {
 		cluster.WriteError(w, err)
 		return
 	}
 	t := res.(cluster.Tenant)
-	if req.Durability != nil {
+	if req.Suspended != nil {
+		action := auditTenantUnsuspend
+		if *req.Suspended {
+			action = auditTenantSuspend
+		}
+		c.audit(r, action, t.Owner, t.ID, "")
+	}
+	if req.Durability != nil || req.Suspended != nil || req.Quota != nil {
 		c.applyDurability(r.Context(), t)
 	}
 	writeJSON(w, http.StatusOK, c.view(t))
@@ -353,6 +419,10 @@ func (c *ControlPlane) handleDeleteTenant(w http.ResponseWriter, r *http.Request
 		cluster.WriteError(w, err)
 		return
 	}
+	if _, err := c.ownedTenant(r, id); err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
 	res, err := c.apply(r.Context(), store.CmdDeleteTenant, r.Header.Get(IdempotencyKeyHeader), store.DeleteTenant{
 		ID: id, PurgeAfter: time.Now().UTC().Add(c.cfg.DeleteGrace),
 	})
@@ -361,6 +431,7 @@ func (c *ControlPlane) handleDeleteTenant(w http.ResponseWriter, r *http.Request
 		return
 	}
 	t := res.(cluster.Tenant)
+	c.audit(r, auditTenantDelete, t.Owner, t.ID, "")
 	c.logger.Info("tenant deleted", "tenant", id, "purge_after", t.PurgeAfter)
 	c.removeFromNode(r.Context(), t)
 	writeJSON(w, http.StatusOK, c.view(t))

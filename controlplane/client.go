@@ -407,3 +407,10 @@ func (c *HTTPClient) SetDomains(ctx context.Context, id string, domains []string
 	err := c.do(ctx, http.MethodPut, "/api/cp/tenants/"+url.PathEscape(id)+"/domains", domainsRequest{Domains: domains}, &t)
 	return t, err
 }
+
+// RedeemTicket uses up an SSO ticket for tenant (a tenant node's call).
+func (c *HTTPClient) RedeemTicket(ctx context.Context, tenant, ticket string) (cluster.SSOGrant, error) {
+	var g cluster.SSOGrant
+	err := c.do(ctx, http.MethodPost, "/api/cp/internal/sso/redeem", redeemRequest{Tenant: tenant, Ticket: ticket}, &g)
+	return g, err
+}

@@ -26,9 +26,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pbe/pbe/auth"
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/controlplane/raft"
 	"github.com/pbe/pbe/controlplane/store"
+	"github.com/pbe/pbe/email"
 	"github.com/pbe/pbe/internal/atomicfile"
 	"github.com/pbe/pbe/storage"
 )
@@ -78,6 +80,16 @@ type Config struct {
 	FailoverMargin time.Duration
 	// Logger receives the control plane's logs.
 	Logger *slog.Logger
+
+	// BaseURL is the platform API's public URL (e-mailed links point at
+	// it), e.g. http://localhost:8090.
+	BaseURL string
+	// Mail sends the platform's e-mails; nil logs them instead.
+	Mail email.Sender
+	// MailTemplates renders them; nil uses the built-in templates.
+	MailTemplates *email.Templates
+	// DefaultQuota is a new customer's quota.
+	DefaultQuota cluster.UserQuota
 }
 
 // Defaults.
@@ -99,6 +111,8 @@ func DefaultConfig() Config {
 		MaxBodyBytes:   DefaultMaxBodyBytes,
 		PublicURL:      "http://{tenant}.localhost:8090",
 		Lease:          DefaultLease,
+		BaseURL:        "http://localhost:8090",
+		DefaultQuota:   cluster.UserQuota{MaxTenants: cluster.DefaultMaxTenants},
 		FailoverMargin: DefaultFailoverMargin,
 		Logger:         slog.Default(),
 	}
@@ -148,6 +162,9 @@ type ControlPlane struct {
 	proxy   *leaderProxy
 
 	generatedToken string
+	keyState
+	limits *attemptLimiter
+	mailer *mailer
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -170,6 +187,9 @@ func New(cfg Config, st *store.Store, objects storage.ObjectStore) (*ControlPlan
 		logger:  cfg.Logger.With("component", "controlplane", "node", cfg.NodeID),
 		quit:    make(chan struct{}),
 	}
+	c.signer = auth.NewSigner()
+	c.limits = newAttemptLimiter()
+	c.mailer = newMailer(cfg, c.logger)
 	c.proxy = newLeaderProxy(c)
 	c.fleet = newFleet()
 	c.orders = NewHTTPOrders(cfg.ClusterSecret)
@@ -207,6 +227,7 @@ func (c *ControlPlane) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	c.reloadKeys()
 	c.goBackground(c.leadership)
 	c.goBackground(c.purger)
 	c.goBackground(c.failover)
@@ -251,6 +272,9 @@ func (c *ControlPlane) onLeader(ctx context.Context) error {
 	if err := c.publishSelf(ctx); err != nil {
 		return err
 	}
+	if err := c.ensureSigningKey(ctx); err != nil {
+		return fmt.Errorf("create token-signing key: %w", err)
+	}
 	return c.ensureOperatorToken(ctx)
 }
 
@@ -275,6 +299,7 @@ func (c *ControlPlane) Stop(ctx context.Context) error {
 	c.once.Do(func() {
 		close(c.quit)
 		c.wg.Wait()
+		c.mailer.wait()
 		if c.raft != nil {
 			err = c.raft.Stop()
 		}

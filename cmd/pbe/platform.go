@@ -201,6 +201,11 @@ func (p *platform) startControlPlane(ctx context.Context, o *serveOptions, objec
 	cfg.Disk.CheckInterval = o.diskCheckInterval
 	cfg.Disk.FreeBytes = o.freeDisk
 	cfg.Logger = logger
+	cfg.BaseURL = strings.Replace(o.publicURL, "{tenant}.", "", 1)
+	cfg.DefaultQuota = cluster.UserQuota{MaxTenants: o.defaultMaxTenants}
+	if cfg.Mail, cfg.MailTemplates, err = newMailer(o, o.dir, logger); err != nil {
+		return err
+	}
 	if p.cp, err = controlplane.New(cfg, p.store, objects); err != nil {
 		return err
 	}

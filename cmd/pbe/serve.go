@@ -46,6 +46,12 @@ type serveOptions struct {
 	logLevel            string
 	logFormat           string
 
+	// Customer accounts and e-mail.
+	smtp              string
+	mailFrom          string
+	mailTemplates     string
+	defaultMaxTenants int
+
 	// Control-plane cluster.
 	advertiseHTTP string
 	raftBind      string
@@ -73,6 +79,7 @@ func defaultServeOptions() serveOptions {
 		allowTenantHeader:   true,
 		maxBody:             gateway.DefaultMaxBodyBytes,
 		deleteGrace:         controlplane.DefaultDeleteGrace,
+		defaultMaxTenants:   cluster.DefaultMaxTenants,
 		replicationInterval: time.Second,
 		shutdownTimeout:     30 * time.Second,
 		purgeInterval:       controlplane.DefaultPurgeInterval,
@@ -129,6 +136,10 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", o.shutdownTimeout, "how long a graceful stop may take")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", o.logFormat, "text or json")
+	f.StringVar(&o.smtp, "smtp", "", "SMTP server for the platform's e-mails: smtp://user:pass@host:587 (STARTTLS) or smtps://user:pass@host:465 (empty: e-mails are written to {dir}/mail/ and logged)")
+	f.StringVar(&o.mailFrom, "mail-from", "", "sender of the platform's e-mails (default pbe <noreply@{domain}>)")
+	f.StringVar(&o.mailTemplates, "mail-templates", "", "directory of e-mail templates overriding the built-in ones ({name}.subject, {name}.txt, {name}.html)")
+	f.IntVar(&o.defaultMaxTenants, "default-max-tenants", o.defaultMaxTenants, "how many tenants a new customer may create")
 	f.StringVar(&o.advertiseHTTP, "advertise-http", "", "host:port other control-plane nodes reach this node's API at (default --http)")
 	f.StringVar(&o.raftBind, "raft-bind", "", "host:port for Raft traffic between control-plane nodes (empty: single node, no Raft port)")
 	f.StringVar(&o.raftAdvertise, "raft-advertise", "", "host:port peers reach this node's Raft port at (default --raft-bind)")
@@ -186,6 +197,9 @@ func (o *serveOptions) validate() error {
 		return fmt.Errorf("--public-url %q must contain {tenant}", o.publicURL)
 	}
 	if _, err := parseLevel(o.logLevel); err != nil {
+		return err
+	}
+	if err := o.validateMail(); err != nil {
 		return err
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
