@@ -1,11 +1,20 @@
 package main
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"sort"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pbe/pbe/auth"
 )
 
 // openAPIOps reads the platform's OpenAPI document: method and path of
@@ -131,4 +140,106 @@ func TestSecurity_CustomerTokens(t *testing.T) {
 	if b := string(alice.api("GET", "/api/cp/me", nil).body); strings.Contains(b, "argon2") || strings.Contains(b, "password") && !strings.Contains(b, "password_changed_at") {
 		t.Errorf("/me leaks a password: %s", b)
 	}
+}
+
+// TestSecurity_AccessTokens presents forged and stale access tokens to the
+// live platform API; each must get 401 (403 for a suspended account).
+// Tokens "signed with the cluster key" use the real key from the store, so
+// only the claim under test is wrong.
+func TestSecurity_AccessTokens(t *testing.T) {
+	s, mail := startAccountsServer(t)
+	alice := signup(t, s, mail, "alice@example.com", true)
+	ring, err := s.p.store.SigningKeys()
+	if err != nil || len(ring) == 0 {
+		t.Fatalf("signing keys: %v", err)
+	}
+	key := ring[len(ring)-1]
+	good := alice.access
+	var claims auth.Claims
+	if _, _, err := jwt.NewParser().ParseUnverified(good, &claims); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	with := func(mut func(c *auth.Claims)) auth.Claims {
+		c := claims
+		c.Audience = append(jwt.ClaimStrings(nil), claims.Audience...)
+		mut(&c)
+		return c
+	}
+	sign := func(method jwt.SigningMethod, k any, kid string, c jwt.Claims) string {
+		tok := jwt.NewWithClaims(method, c)
+		tok.Header["kid"] = kid
+		out, err := tok.SignedString(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(good, ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(payload), `"sub":"`, `"sub":"x`, 1))) + "." + parts[2]
+
+	// Accounts whose tokens must stop working.
+	deleted := signup(t, s, mail, "deleted@example.com", true)
+	mustStatus(t, s.api("DELETE", "/api/cp/users/"+deleted.id, nil), http.StatusNoContent)
+	suspended := signup(t, s, mail, "suspended@example.com", true)
+	mustStatus(t, s.api("PATCH", "/api/cp/users/"+suspended.id, map[string]any{"suspended": true}), http.StatusOK)
+	loggedOut := signup(t, s, mail, "gone@example.com", true)
+	mustStatus(t, loggedOut.api("POST", "/api/cp/auth/logout", nil), http.StatusNoContent)
+
+	tests := []struct {
+		name  string
+		token string
+		want  int
+	}{
+		{"the real token (control)", good, http.StatusOK},
+		{"alg none", sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, key.ID, claims), http.StatusUnauthorized},
+		{"RS256 by an attacker's key", sign(jwt.SigningMethodRS256, rsaKey, key.ID, claims), http.StatusUnauthorized},
+		{"HS/RS confusion: HS256 keyed with a public key", sign(jwt.SigningMethodHS256, x509.MarshalPKCS1PublicKey(&rsaKey.PublicKey), key.ID, claims), http.StatusUnauthorized},
+		{"wrong signing key", sign(jwt.SigningMethodHS256, []byte("0123456789abcdef0123456789abcdef"), key.ID, claims), http.StatusUnauthorized},
+		{"expired", sign(jwt.SigningMethodHS256, key.Secret, key.ID, with(func(c *auth.Claims) {
+			c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute))
+		})), http.StatusUnauthorized},
+		{"not yet valid", sign(jwt.SigningMethodHS256, key.Secret, key.ID, with(func(c *auth.Claims) {
+			c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour))
+		})), http.StatusUnauthorized},
+		{"wrong audience", sign(jwt.SigningMethodHS256, key.Secret, key.ID, with(func(c *auth.Claims) {
+			c.Audience = jwt.ClaimStrings{auth.AudienceReset}
+		})), http.StatusUnauthorized},
+		{"another user's id in a real session", sign(jwt.SigningMethodHS256, key.Secret, key.ID, with(func(c *auth.Claims) {
+			c.Subject = deleted.id
+		})), http.StatusUnauthorized},
+		{"tampered payload", tampered, http.StatusUnauthorized},
+		{"deleted user", deleted.access, http.StatusUnauthorized},
+		{"suspended user", suspended.access, http.StatusForbidden},
+		{"logged out", loggedOut.access, http.StatusUnauthorized},
+		{"operator token prefix with garbage", "pbe_not-a-token", http.StatusUnauthorized},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.do("GET", s.base()+"/api/cp/me", nil, "Authorization", "Bearer "+tc.token)
+			if r.status != tc.want {
+				t.Fatalf("got %d %s, want %d", r.status, r.body, tc.want)
+			}
+		})
+	}
+	t.Run("refresh token reused after logout", func(t *testing.T) {
+		r := s.do("POST", s.base()+"/api/cp/auth/refresh", map[string]string{"refresh_token": loggedOut.refresh})
+		mustStatus(t, r, http.StatusUnauthorized)
+	})
+	t.Run("password hash is argon2id in the store and never in an answer", func(t *testing.T) {
+		u, err := s.p.store.User(alice.id)
+		if err != nil || !strings.HasPrefix(u.PasswordHash, "$argon2id$") {
+			t.Fatalf("stored hash: %q %v", u.PasswordHash, err)
+		}
+		for _, r := range []response{alice.api("GET", "/api/cp/me", nil), s.api("GET", "/api/cp/users/"+alice.id, nil), s.api("GET", "/api/cp/users", nil)} {
+			if strings.Contains(string(r.body), u.PasswordHash) || strings.Contains(string(r.body), "argon2") {
+				t.Fatalf("an answer carries the hash: %s", r.body)
+			}
+		}
+	})
 }
