@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/pbe/pbe/auth"
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/controlplane/raft"
@@ -188,6 +190,7 @@ func New(cfg Config, st *store.Store, objects storage.ObjectStore) (*ControlPlan
 		quit:    make(chan struct{}),
 	}
 	c.signer = auth.NewSigner()
+	c.authCache, _ = lru.New[string, cachedAuth](authCacheSize)
 	c.limits = newAttemptLimiter()
 	c.mailer = newMailer(cfg, c.logger)
 	c.proxy = newLeaderProxy(c)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/pbe/pbe/auth"
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/controlplane/store"
@@ -49,37 +51,71 @@ func (c *ControlPlane) guard(level int, h http.HandlerFunc) http.Handler {
 
 // Authenticate resolves the bearer credential: an operator token (pbe_...)
 // or a customer's access token, whose session must still exist and whose
-// user must exist and not be suspended.
+// user must exist and not be suspended. A credential that passed is
+// remembered until it expires or the store's AuthGeneration moves (a
+// session ended, an account or a token changed), so a client's repeated
+// calls cost a map lookup.
 func (c *ControlPlane) Authenticate(r *http.Request) (auth.Principal, error) {
 	tok, ok := auth.BearerToken(r)
 	if !ok {
 		return auth.Principal{}, cluster.Errorf(cluster.ErrUnauthorized, "missing credentials: send Authorization: Bearer <token>")
 	}
+	gen := c.store.AuthGeneration()
+	if e, ok := c.authCache.Get(tok); ok && e.gen == gen && time.Now().Before(e.until) {
+		return e.p, nil
+	}
+	p, until, err := c.authenticate(r, tok)
+	if err == nil {
+		c.authCache.Add(tok, cachedAuth{p: p, gen: gen, until: until})
+	}
+	return p, err
+}
+
+// cachedAuth is a credential that passed Authenticate.
+type cachedAuth struct {
+	p     auth.Principal
+	gen   uint64
+	until time.Time
+}
+
+// authCacheSize bounds the credentials Authenticate remembers.
+const authCacheSize = 16384
+
+// operatorCacheTTL bounds how long an operator token is remembered (it
+// does not expire by itself).
+const operatorCacheTTL = time.Minute
+
+func (c *ControlPlane) authenticate(r *http.Request, tok string) (auth.Principal, time.Time, error) {
 	if strings.HasPrefix(tok, cluster.TokenPrefix) {
-		return auth.Authenticate(r, c.store.TokenByHash)
+		p, err := auth.Authenticate(r, c.store.TokenByHash)
+		return p, time.Now().Add(operatorCacheTTL), err
 	}
 	claims, err := c.verifyAccess(tok)
 	if err != nil {
-		return auth.Principal{}, cluster.Errorf(cluster.ErrUnauthorized, "invalid or expired access token; log in again or refresh it")
+		return auth.Principal{}, time.Time{}, cluster.Errorf(cluster.ErrUnauthorized, "invalid or expired access token; log in again or refresh it")
 	}
 	sess, err := c.store.Session(claims.SessionID)
 	if err != nil || sess.UserID != claims.Subject || !sess.ExpiresAt.After(time.Now()) {
 		if err != nil && !errors.Is(err, cluster.ErrNotFound) {
-			return auth.Principal{}, err
+			return auth.Principal{}, time.Time{}, err
 		}
-		return auth.Principal{}, cluster.Errorf(cluster.ErrUnauthorized, "this session has ended; log in again")
+		return auth.Principal{}, time.Time{}, cluster.Errorf(cluster.ErrUnauthorized, "this session has ended; log in again")
 	}
 	u, err := c.store.User(claims.Subject)
 	if err != nil {
 		if errors.Is(err, cluster.ErrNotFound) {
-			return auth.Principal{}, cluster.Errorf(cluster.ErrUnauthorized, "this account no longer exists")
+			return auth.Principal{}, time.Time{}, cluster.Errorf(cluster.ErrUnauthorized, "this account no longer exists")
 		}
-		return auth.Principal{}, err
+		return auth.Principal{}, time.Time{}, err
 	}
 	if u.Suspended && sess.Kind != cluster.SessionImpersonation {
-		return auth.Principal{}, cluster.Errorf(cluster.ErrForbidden, "this account is suspended; contact the operator")
+		return auth.Principal{}, time.Time{}, cluster.Errorf(cluster.ErrForbidden, "this account is suspended; contact the operator")
 	}
-	return auth.Principal{Kind: auth.KindCustomer, ID: u.ID, SessionID: sess.ID, Impersonator: sess.Operator}, nil
+	until := claims.ExpiresAt.Time
+	if sess.ExpiresAt.Before(until) {
+		until = sess.ExpiresAt
+	}
+	return auth.Principal{Kind: auth.KindCustomer, ID: u.ID, SessionID: sess.ID, Impersonator: sess.Operator}, until, nil
 }
 
 // verifyAccess checks an access token's signature and claims, reloading
@@ -116,6 +152,7 @@ func (c *ControlPlane) reloadKeys() bool {
 
 // keyState is the control plane's copy of the token-signing key ring.
 type keyState struct {
+	authCache  *lru.Cache[string, cachedAuth]
 	signer     *auth.Signer
 	keysMu     sync.Mutex
 	keysLoaded time.Time

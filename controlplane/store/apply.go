@@ -175,6 +175,7 @@ func (s *Store) Apply(index uint64, data []byte) (any, error) {
 		return nil, fmt.Errorf("apply %s at index %d: %w", cmd.Type, index, err)
 	}
 	s.applied.Store(index)
+	s.bumpAuth(&cmd)
 	if out.Err == nil {
 		s.publish(&cmd, index, out.changed)
 	}
@@ -243,6 +244,7 @@ func (s *Store) applyBatch(indexes []uint64, data [][]byte, values []any, errs [
 	}
 	s.applied.Store(indexes[len(indexes)-1])
 	for i := range outs {
+		s.bumpAuth(&cmds[i])
 		if outs[i].Err == nil {
 			s.publish(&cmds[i], indexes[i], outs[i].changed)
 		}
@@ -250,6 +252,22 @@ func (s *Store) applyBatch(indexes []uint64, data [][]byte, values []any, errs [
 	}
 	return true
 }
+
+// bumpAuth advances AuthGeneration after a command that may have ended a
+// session or changed an account or an operator token (even a refused
+// one: a reused refresh token ends its session as it is refused).
+func (s *Store) bumpAuth(cmd *Command) {
+	switch cmd.Type {
+	case CmdUpdateUser, CmdDeleteUser, CmdDeleteSession, CmdRotateSession, CmdRevokeToken:
+		s.authGen.Add(1)
+	}
+}
+
+// AuthGeneration grows whenever a session, an account or an operator
+// token may have been revoked or changed (and when the state is replaced
+// from a snapshot). A credential checked at one generation is still valid
+// while the generation has not moved.
+func (s *Store) AuthGeneration() uint64 { return s.authGen.Load() }
 
 // publish tells the change feed what an applied command changed.
 func (s *Store) publish(cmd *Command, index uint64, changed []string) {

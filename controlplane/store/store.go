@@ -94,6 +94,7 @@ type Store struct {
 	broken error
 
 	applied atomic.Uint64
+	authGen atomic.Uint64
 	feed    feed
 
 	// horizon, guarded by applyMu, lets Apply skip looking for expired
