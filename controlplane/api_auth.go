@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -395,7 +396,7 @@ func (c *ControlPlane) handleResetRequest(w http.ResponseWriter, r *http.Request
 		cluster.WriteError(w, cluster.Errorf(cluster.ErrUnavailable, "the platform cannot issue links yet; retry shortly"))
 		return
 	}
-	c.mailer.mail("reset", u.Email, c.mailData(u.Email, c.cfg.BaseURL+"/reset-password?token="+url.QueryEscape(tok)))
+	c.mailer.mail("reset", u.Email, c.mailData(u.Email, c.cfg.BaseURL+"/api/cp/auth/password-reset/confirm?token="+url.QueryEscape(tok)))
 	accepted(w, msg)
 }
 
@@ -409,38 +410,89 @@ type resetConfirm struct {
 	Password string `json:"password"`
 }
 
-// handleResetConfirm sets a new password from a reset link; every session
-// of the account ends.
+var resetForm = template.Must(template.New("reset").Parse(`<!doctype html>
+<meta charset="utf-8"><title>Choose a new password</title>
+{{if .Message}}<p>{{.Message}}</p>{{end}}
+{{if .Token}}<form method="post">
+<input type="hidden" name="token" value="{{.Token}}">
+<label>New password (at least 10 characters) <input type="password" name="password" autocomplete="new-password" required minlength="10"></label>
+<button>Set password</button>
+</form>{{end}}
+`))
+
+// handleResetForm is the page the e-mailed reset link opens: a form that
+// posts the new password back to the same URL.
+func (c *ControlPlane) handleResetForm(w http.ResponseWriter, r *http.Request) {
+	writeResetPage(w, http.StatusOK, r.URL.Query().Get("token"), "")
+}
+
+func writeResetPage(w http.ResponseWriter, status int, token, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", "default-src 'none'; form-action 'self'")
+	h.Set("X-Frame-Options", "DENY")
+	w.WriteHeader(status)
+	_ = resetForm.Execute(w, map[string]string{"Token": token, "Message": msg})
+}
+
+// handleResetConfirm sets a new password from a reset link (JSON from an
+// API client, or the reset page's form); every session of the account
+// ends.
 func (c *ControlPlane) handleResetConfirm(w http.ResponseWriter, r *http.Request) {
 	var req resetConfirm
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
+		r.Body = http.MaxBytesReader(w, r.Body, c.cfg.MaxBodyBytes)
+		if err := r.ParseForm(); err != nil {
+			writeResetPage(w, http.StatusBadRequest, "", "The form could not be read; open the link from the e-mail again.")
+			return
+		}
+		req.Token, req.Password = r.PostForm.Get("token"), r.PostForm.Get("password")
+		if err := c.resetPassword(r, req); err != nil {
+			token := req.Token
+			if !errors.Is(err, cluster.ErrInvalidInput) || strings.Contains(err.Error(), "link") {
+				token = ""
+			}
+			writeResetPage(w, cluster.HTTPStatus(err), token, err.Error())
+			return
+		}
+		writeResetPage(w, http.StatusOK, "", "Your password is changed. Log in with the new one.")
+		return
+	}
 	if err := decodeJSON(w, r, c.cfg.MaxBodyBytes, &req); err != nil {
 		cluster.WriteError(w, err)
 		return
 	}
-	if err := cluster.ValidatePassword("password", req.Password); err != nil {
+	if err := c.resetPassword(r, req); err != nil {
 		cluster.WriteError(w, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "password changed; log in with the new one"})
+}
+
+// resetPassword checks a reset link's token and sets the new password.
+func (c *ControlPlane) resetPassword(r *http.Request, req resetConfirm) error {
+	if err := cluster.ValidatePassword("password", req.Password); err != nil {
+		return err
 	}
 	bad := cluster.Errorf(cluster.ErrInvalidInput, "the reset link is invalid, used or expired; ask for a new one")
 	id, stamp, err := c.signer.VerifyLink(auth.AudienceReset, req.Token)
 	if err != nil {
-		cluster.WriteError(w, bad)
-		return
+		return bad
 	}
 	u, err := c.store.User(id)
 	if err != nil || passwordStamp(u.User) != stamp {
-		cluster.WriteError(w, bad)
-		return
+		return bad
 	}
 	hash := auth.HashPassword(req.Password)
 	verified := true // the link proves the address
 	if _, err := c.apply(r.Context(), store.CmdUpdateUser, "", store.UpdateUser{ID: id, PasswordHash: &hash, Verified: &verified}); err != nil {
-		cluster.WriteError(w, err)
-		return
+		return err
 	}
 	c.audit(r, auditPasswordReset, id, id, "")
 	c.mailer.mail("password_changed", u.Email, c.mailData(u.Email, c.cfg.BaseURL+"/"))
-	writeJSON(w, http.StatusOK, map[string]string{"message": "password changed; log in with the new one"})
+	return nil
 }
 
 type passwordChange struct {

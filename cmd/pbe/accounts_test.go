@@ -227,16 +227,28 @@ func TestAccounts_SessionsRefreshLogoutAndPasswords(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for resetMail == "" && time.Now().Before(deadline) {
 		for _, m := range mail.Messages() {
-			if strings.Contains(m.Text, "reset-password?token=") && containsAddr(m.To, "alice@example.com") {
+			if strings.Contains(m.Text, "password-reset/confirm?token=") && containsAddr(m.To, "alice@example.com") {
 				resetMail = m.Text
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	link, _ := url.Parse(linkIn(t, resetMail, "reset-password?token="))
+	link, _ := url.Parse(linkIn(t, resetMail, "password-reset/confirm?token="))
 	token := link.Query().Get("token")
+	// The link opens a form in the browser.
+	form := s.do("GET", s.base()+link.RequestURI(), nil)
+	mustStatus(t, form, http.StatusOK)
+	if !strings.Contains(string(form.body), `name="password"`) || !strings.Contains(string(form.body), token) {
+		t.Fatalf("reset page: %s", form.body)
+	}
 	mustStatus(t, s.do("POST", s.base()+"/api/cp/auth/password-reset/confirm", map[string]string{"token": token, "password": "short"}), http.StatusBadRequest)
-	mustStatus(t, s.do("POST", s.base()+"/api/cp/auth/password-reset/confirm", map[string]string{"token": token, "password": "reset-password-1"}), http.StatusOK)
+	// The form posts the new password (as a browser would).
+	posted := s.do("POST", s.base()+link.RequestURI(), url.Values{"token": {token}, "password": {"reset-password-1"}}.Encode(),
+		"Content-Type", "application/x-www-form-urlencoded")
+	mustStatus(t, posted, http.StatusOK)
+	if !strings.Contains(string(posted.body), "password is changed") {
+		t.Fatalf("reset form answer: %s", posted.body)
+	}
 	mustStatus(t, s.do("POST", s.base()+"/api/cp/auth/password-reset/confirm", map[string]string{"token": token, "password": "reset-password-2"}), http.StatusBadRequest)
 	mustStatus(t, alice.api("GET", "/api/cp/me", nil), http.StatusUnauthorized)
 	alice.pass = "reset-password-1"
