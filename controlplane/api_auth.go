@@ -58,16 +58,24 @@ const (
 	auditTenantUnsuspend = "tenant_unsuspend"
 )
 
-// audit records a security-relevant action. userID is the customer the
-// entry concerns (shown in their own audit view). A failure to record is
-// logged, not returned: the action itself has happened.
-func (c *ControlPlane) audit(r *http.Request, action, userID, target, detail string) {
+// auditEntry describes a security-relevant action of the request's
+// caller. userID is the customer the entry concerns (shown in their own
+// audit view).
+func auditEntry(r *http.Request, action, userID, target, detail string) cluster.AuditEntry {
 	p := principal(r)
 	e := cluster.AuditEntry{Actor: p.Actor(), Impersonator: p.Impersonator, UserID: userID,
 		Action: action, Target: target, IP: clientIP(r), Detail: detail}
 	if p.Kind == "" && userID != "" && action != auditLoginFailed {
 		e.Actor = "user:" + userID
 	}
+	return e
+}
+
+// audit records a security-relevant action that was not recorded with its
+// own command. A failure to record is logged, not returned: the action
+// itself has happened.
+func (c *ControlPlane) audit(r *http.Request, action, userID, target, detail string) {
+	e := auditEntry(r, action, userID, target, detail)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.cfg.ApplyTimeout)
 	defer cancel()
 	if _, err := c.apply(ctx, store.CmdAppendAudit, "", store.AppendAudit{Entries: []cluster.AuditEntry{e}}); err != nil {
@@ -108,7 +116,7 @@ func (c *ControlPlane) handleSignup(w http.ResponseWriter, r *http.Request) {
 	c.limits.fail("signup-ip:" + clientIP(r))
 	hash := auth.HashPassword(req.Password)
 	u := store.StoredUser{User: cluster.User{ID: "u" + randomHex(8), Email: addr, Quota: c.cfg.DefaultQuota}, PasswordHash: hash}
-	res, err := c.apply(r.Context(), store.CmdCreateUser, "", store.CreateUser{User: u})
+	res, err := c.applyAudited(r.Context(), store.CmdCreateUser, "", store.CreateUser{User: u}, auditEntry(r, auditSignup, u.ID, u.ID, ""))
 	if errors.Is(err, cluster.ErrUserExists) {
 		c.mailer.mail("signup_exists", addr, c.mailData(addr, c.cfg.BaseURL+"/"))
 		accepted(w, msg)
@@ -120,7 +128,6 @@ func (c *ControlPlane) handleSignup(w http.ResponseWriter, r *http.Request) {
 	}
 	nu := res.(cluster.User)
 	c.sendVerification(nu)
-	c.audit(r, auditSignup, nu.ID, nu.ID, "")
 	accepted(w, msg)
 }
 
@@ -261,12 +268,11 @@ func (c *ControlPlane) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.limits.reset(acctKey)
-	pair, err := c.newSession(r.Context(), u.User, cluster.SessionLogin, "", clientIP(r), SessionTTL)
+	pair, err := c.newSession(r.Context(), u.User, cluster.SessionLogin, "", clientIP(r), SessionTTL, auditEntry(r, auditLogin, u.ID, u.ID, ""))
 	if err != nil {
 		cluster.WriteError(w, err)
 		return
 	}
-	c.audit(r, auditLogin, u.ID, u.ID, "")
 	writeJSON(w, http.StatusOK, pair)
 }
 
@@ -280,7 +286,7 @@ func writeRateLimited(w http.ResponseWriter, until time.Time, msg string) {
 
 // newSession records a session and returns its tokens. An impersonation
 // session has no refresh token.
-func (c *ControlPlane) newSession(ctx context.Context, u cluster.User, kind, operator, ip string, ttl time.Duration) (tokenPair, error) {
+func (c *ControlPlane) newSession(ctx context.Context, u cluster.User, kind, operator, ip string, ttl time.Duration, audit ...cluster.AuditEntry) (tokenPair, error) {
 	sid := randomHex(16)
 	secret, refresh := "", ""
 	if kind == cluster.SessionLogin {
@@ -292,7 +298,7 @@ func (c *ControlPlane) newSession(ctx context.Context, u cluster.User, kind, ope
 	if secret != "" {
 		s.RefreshHash = cluster.HashToken(secret)
 	}
-	if _, err := c.apply(ctx, store.CmdCreateSession, "", store.CreateSession{Session: s}); err != nil {
+	if _, err := c.applyAudited(ctx, store.CmdCreateSession, "", store.CreateSession{Session: s}, audit...); err != nil {
 		return tokenPair{}, err
 	}
 	return c.tokens(u, sid, operator, refresh, min(auth.AccessTokenTTL, ttl))
@@ -355,11 +361,11 @@ func (c *ControlPlane) handleLogout(w http.ResponseWriter, r *http.Request) {
 		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "logout ends a customer session; operator tokens are revoked with DELETE /api/cp/tokens/{id}"))
 		return
 	}
-	if _, err := c.apply(r.Context(), store.CmdDeleteSession, "", store.DeleteSession{ID: p.SessionID}); err != nil && !errors.Is(err, cluster.ErrNotFound) {
+	if _, err := c.applyAudited(r.Context(), store.CmdDeleteSession, "", store.DeleteSession{ID: p.SessionID},
+		auditEntry(r, auditLogout, p.ID, p.SessionID, "")); err != nil && !errors.Is(err, cluster.ErrNotFound) {
 		cluster.WriteError(w, err)
 		return
 	}
-	c.audit(r, auditLogout, p.ID, p.SessionID, "")
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -53,6 +53,9 @@ type createTenantRequest struct {
 	// Owner (operators only) makes the tenant a customer's, within their
 	// quota; a customer's tenants are always their own.
 	Owner string `json:"owner"`
+
+	// audit is recorded with the tenant's creation.
+	audit []cluster.AuditEntry
 }
 
 func (req *createTenantRequest) validate() error {
@@ -109,12 +112,12 @@ func (c *ControlPlane) handleCreateTenant(w http.ResponseWriter, r *http.Request
 		cluster.WriteError(w, err)
 		return
 	}
+	req.audit = []cluster.AuditEntry{auditEntry(r, auditTenantCreate, req.Owner, req.ID, "")}
 	t, err := c.CreateTenant(r.Context(), r.Header.Get(IdempotencyKeyHeader), req)
 	if err != nil {
 		cluster.WriteError(w, err)
 		return
 	}
-	c.audit(r, auditTenantCreate, t.Owner, t.ID, "")
 	w.Header().Set("Location", "/api/cp/tenants/"+t.ID)
 	writeJSON(w, http.StatusCreated, c.view(t))
 }
@@ -155,9 +158,9 @@ func (c *ControlPlane) CreateTenant(ctx context.Context, requestID string, req c
 	if durability == "" {
 		durability = cluster.DurabilityAsync
 	}
-	res, err := c.apply(ctx, store.CmdCreateTenant, requestID, store.CreateTenant{Tenant: cluster.Tenant{
+	res, err := c.applyAudited(ctx, store.CmdCreateTenant, requestID, store.CreateTenant{Tenant: cluster.Tenant{
 		ID: req.ID, Name: req.Name, Durability: durability, Owner: req.Owner,
-	}})
+	}}, req.audit...)
 	if err != nil {
 		return cluster.Tenant{}, err
 	}
@@ -419,19 +422,19 @@ func (c *ControlPlane) handleDeleteTenant(w http.ResponseWriter, r *http.Request
 		cluster.WriteError(w, err)
 		return
 	}
-	if _, err := c.ownedTenant(r, id); err != nil {
+	old, err := c.ownedTenant(r, id)
+	if err != nil {
 		cluster.WriteError(w, err)
 		return
 	}
-	res, err := c.apply(r.Context(), store.CmdDeleteTenant, r.Header.Get(IdempotencyKeyHeader), store.DeleteTenant{
+	res, err := c.applyAudited(r.Context(), store.CmdDeleteTenant, r.Header.Get(IdempotencyKeyHeader), store.DeleteTenant{
 		ID: id, PurgeAfter: time.Now().UTC().Add(c.cfg.DeleteGrace),
-	})
+	}, auditEntry(r, auditTenantDelete, old.Owner, id, ""))
 	if err != nil {
 		cluster.WriteError(w, err)
 		return
 	}
 	t := res.(cluster.Tenant)
-	c.audit(r, auditTenantDelete, t.Owner, t.ID, "")
 	c.logger.Info("tenant deleted", "tenant", id, "purge_after", t.PurgeAfter)
 	c.removeFromNode(r.Context(), t)
 	writeJSON(w, http.StatusOK, c.view(t))

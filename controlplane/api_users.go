@@ -203,13 +203,13 @@ func (c *ControlPlane) handleImpersonate(w http.ResponseWriter, r *http.Request)
 		}
 	}
 	op := principal(r)
-	pair, err := c.newSession(r.Context(), u.User, cluster.SessionImpersonation, op.ID, clientIP(r), ttl)
+	pair, err := c.newSession(r.Context(), u.User, cluster.SessionImpersonation, op.ID, clientIP(r), ttl,
+		auditEntry(r, auditImpersonate, u.ID, u.ID, "ttl="+ttl.String()))
 	if err != nil {
 		cluster.WriteError(w, err)
 		return
 	}
 	claims, _ := c.signer.Verify(pair.AccessToken)
-	c.audit(r, auditImpersonate, u.ID, claims.SessionID, "ttl="+ttl.String())
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"access_token": pair.AccessToken, "token_type": "Bearer", "expires_at": pair.ExpiresAt,
 		"session_id": claims.SessionID, "user": u.User,

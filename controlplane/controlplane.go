@@ -383,10 +383,16 @@ func writeSecretFile(path, secret string) error {
 
 // apply proposes a command through Raft and returns its result.
 func (c *ControlPlane) apply(ctx context.Context, typ, requestID string, payload any) (any, error) {
+	return c.applyAudited(ctx, typ, requestID, payload)
+}
+
+// applyAudited is apply for a command that records audit entries in the
+// same Raft entry when it succeeds.
+func (c *ControlPlane) applyAudited(ctx context.Context, typ, requestID string, payload any, audit ...cluster.AuditEntry) (any, error) {
 	if requestID == "" {
 		requestID = newRequestID()
 	}
-	cmd, err := store.EncodeCommand(typ, requestID, time.Now().UTC(), payload)
+	cmd, err := store.EncodeAuditedCommand(typ, requestID, time.Now().UTC(), payload, audit)
 	if err != nil {
 		return nil, err
 	}

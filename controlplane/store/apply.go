@@ -324,6 +324,9 @@ func applyTxn(a *applyCtx) (outcome, error) {
 		if out.Value, err = json.Marshal(value); err != nil {
 			return out, fmt.Errorf("encode result: %w", err)
 		}
+		if err := writeAudit(a, a.cmd.Audit, envelopeAudit); err != nil {
+			return out, err
+		}
 	}
 	out.changed = a.changed
 	if rid != "" {

@@ -65,6 +65,9 @@ type Command struct {
 	// time Apply uses.
 	Time time.Time       `json:"time"`
 	Data json.RawMessage `json:"data"`
+	// Audit entries are recorded with the command when it succeeds, in the
+	// same transaction (Apply sets their ids and times).
+	Audit []cluster.AuditEntry `json:"audit,omitempty"`
 }
 
 // CreateTenant is the payload of CmdCreateTenant. The tenant's state, times
@@ -224,6 +227,12 @@ var payloadTypes = map[string]reflect.Type{
 // request id longer than MaxRequestIDLen, or a payload JSON cannot encode
 // (a time outside years 0-9999).
 func EncodeCommand(typ, requestID string, now time.Time, payload any) ([]byte, error) {
+	return EncodeAuditedCommand(typ, requestID, now, payload, nil)
+}
+
+// EncodeAuditedCommand is EncodeCommand for a command that, when it
+// succeeds, also records audit entries.
+func EncodeAuditedCommand(typ, requestID string, now time.Time, payload any, audit []cluster.AuditEntry) ([]byte, error) {
 	want, ok := payloadTypes[typ]
 	if !ok {
 		return nil, cluster.Errorf(cluster.ErrInvalidInput, "unknown command type %q", typ)
@@ -239,7 +248,7 @@ func EncodeCommand(typ, requestID string, now time.Time, payload any) ([]byte, e
 	if err != nil {
 		return nil, cluster.Errorf(cluster.ErrInvalidInput, "encode %s payload: %v", typ, err)
 	}
-	cmd := Command{Type: typ, Version: CommandVersion, RequestID: requestID, Time: now, Data: data}
+	cmd := Command{Type: typ, Version: CommandVersion, RequestID: requestID, Time: now, Data: data, Audit: audit}
 	b, err := json.Marshal(cmd)
 	if err != nil {
 		return nil, cluster.Errorf(cluster.ErrInvalidInput, "encode %s command: %v", typ, err)

@@ -49,6 +49,11 @@ func userSessionKey(user, sid string) []byte {
 func pendingKey(user, kind string) []byte {
 	return append(slices.Clip(prefixPending), user+"/"+kind...)
 }
+
+// envelopeAudit numbers the audit entries a command carries in its
+// envelope, apart from an append_audit command's own.
+const envelopeAudit = 5000
+
 func auditKey(index uint64, n int) []byte {
 	return fmt.Appendf(slices.Clip(prefixAudit), "%020d/%04d", index, n)
 }
@@ -504,13 +509,20 @@ func applyAppendAudit(a *applyCtx) (any, *cluster.Error, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	for i, e := range p.Entries {
-		e.ID, e.Time = fmt.Sprintf("%020d-%04d", a.index, i), a.now
-		if err := setJSON(a.txn, auditKey(a.index, i), e); err != nil {
-			return nil, nil, err
+	return nil, nil, writeAudit(a, p.Entries, 0)
+}
+
+// writeAudit records entries under this command's index, numbered from
+// first (a command's own entries start at envelopeAudit).
+func writeAudit(a *applyCtx, entries []cluster.AuditEntry, first int) error {
+	for i, e := range entries {
+		n := first + i
+		e.ID, e.Time = fmt.Sprintf("%020d-%04d", a.index, n), a.now
+		if err := setJSON(a.txn, auditKey(a.index, n), e); err != nil {
+			return err
 		}
 	}
-	return nil, nil, nil
+	return nil
 }
 
 func applyAddSigningKey(a *applyCtx) (any, *cluster.Error, error) {

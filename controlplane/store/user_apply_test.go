@@ -209,3 +209,24 @@ func TestUsers_DeleteNeedsNoTenants(t *testing.T) {
 	}
 	mustApply(t, s, createUser("u2", "a@example.com", 1)) // the address is free again
 }
+
+func TestAudit_RecordedWithItsCommandOnlyWhenItSucceeds(t *testing.T) {
+	s := openStore(t)
+	entry := []cluster.AuditEntry{{Actor: "operator:x", Action: "tenant_create", Target: "acme"}}
+	data, err := EncodeAuditedCommand(CmdCreateTenant, "", t0, CreateTenant{Tenant: cluster.Tenant{ID: "acme"}}, entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(1, data); err != nil {
+		t.Fatal(err)
+	}
+	// The same create again fails: its audit entry is not recorded.
+	data, _ = EncodeAuditedCommand(CmdCreateTenant, "", t0, CreateTenant{Tenant: cluster.Tenant{ID: "acme"}}, entry)
+	if _, err := s.Apply(2, data); !errors.Is(err, cluster.ErrTenantExists) {
+		t.Fatalf("second create: %v", err)
+	}
+	es, _ := s.Audit(AuditFilter{Limit: 10})
+	if len(es) != 1 || es[0].Target != "acme" || !es[0].Time.Equal(t0) {
+		t.Fatalf("audit: %+v", es)
+	}
+}
