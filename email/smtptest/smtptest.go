@@ -184,14 +184,22 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	rec := Received{From: ss.from, To: ss.to, Raw: raw}
-	parse(&rec)
+	rec := Parse(raw)
+	rec.From, rec.To = ss.from, ss.to
 	ss.s.add(rec)
 	return nil
 }
 
 func (ss *session) Reset()        { ss.from, ss.to = "", nil }
 func (ss *session) Logout() error { return nil }
+
+// Parse reads a message (an .eml file, say): its subject and its text and
+// HTML parts, decoded.
+func Parse(raw []byte) Received {
+	r := Received{Raw: raw}
+	parse(&r)
+	return r
+}
 
 // parse fills in the subject and the text and HTML parts of a message.
 func parse(r *Received) {
