@@ -347,32 +347,9 @@ func (c *ControlPlane) handleUpdateTenant(w http.ResponseWriter, r *http.Request
 		c.audit(r, action, t.Owner, t.ID, "")
 	}
 	if req.Durability != nil || req.Suspended != nil || req.Quota != nil {
-		c.applyDurability(r.Context(), t)
+		c.pushTenant(r.Context(), t)
 	}
 	writeJSON(w, http.StatusOK, c.view(t))
-}
-
-// DurabilityOrderTimeout bounds telling a tenant's node about a change of
-// durability.
-const DurabilityOrderTimeout = 10 * time.Second
-
-// applyDurability tells the node serving t about t's durability, so that
-// the next write follows it. A node that cannot be told applies it when it
-// next activates the tenant, which reads the registry.
-func (c *ControlPlane) applyDurability(ctx context.Context, t cluster.Tenant) {
-	if t.Node == "" || c.orders == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, DurabilityOrderTimeout)
-	defer cancel()
-	n, err := c.store.Node(t.Node)
-	if err == nil {
-		err = c.orders.SetDurability(ctx, n, t.ID, t.Epoch, t.Durability)
-	}
-	if err != nil {
-		c.logger.Warn("durability change not applied to the active tenant; it applies when the tenant next activates",
-			"tenant", t.ID, "node", t.Node, "durability", t.Durability, "error", err)
-	}
 }
 
 type domainsRequest struct {

@@ -29,9 +29,10 @@ type NodeOrders interface {
 	CreateSuperuser(ctx context.Context, n cluster.Node, tenant, email, password string) error
 	// Remove stops the tenant on the node and deletes its local copy.
 	Remove(ctx context.Context, n cluster.Node, tenant string) error
-	// SetDurability applies a tenant's new durability on the node that
-	// serves it at epoch, from its next write.
-	SetDurability(ctx context.Context, n cluster.Node, tenant string, epoch uint64, d cluster.Durability) error
+	// UpdateTenant gives the node serving t (at t.Epoch) the tenant's new
+	// record: its durability applies from the next write, its suspension
+	// and quotas from the next request.
+	UpdateTenant(ctx context.Context, n cluster.Node, t cluster.Tenant) error
 }
 
 // HTTPOrders sends orders to nodes' internal APIs, authenticated with the
@@ -72,14 +73,8 @@ func (o *HTTPOrders) CreateSuperuser(ctx context.Context, n cluster.Node, tenant
 	return o.post(ctx, n, tenant, "superusers", AdminRequest{Email: email, Password: password})
 }
 
-// DurabilityRequest is the body of a durability order.
-type DurabilityRequest struct {
-	Epoch      uint64             `json:"epoch"`
-	Durability cluster.Durability `json:"durability"`
-}
-
-func (o *HTTPOrders) SetDurability(ctx context.Context, n cluster.Node, tenant string, epoch uint64, d cluster.Durability) error {
-	return o.post(ctx, n, tenant, "durability", DurabilityRequest{Epoch: epoch, Durability: d})
+func (o *HTTPOrders) UpdateTenant(ctx context.Context, n cluster.Node, t cluster.Tenant) error {
+	return o.post(ctx, n, t.ID, "update", t)
 }
 
 func (o *HTTPOrders) Remove(ctx context.Context, n cluster.Node, tenant string) error {

@@ -166,37 +166,6 @@ func (m *Manager) Activate(ctx context.Context, id string) error {
 	return nil
 }
 
-// SetDurability changes the durability of tenant id while it is active
-// here at epoch: the next write follows it. A tenant still activating is
-// waited for; one that is not active here takes its durability from the
-// registry when it next activates. It reports whether an active tenant
-// changed.
-func (m *Manager) SetDurability(ctx context.Context, id string, epoch uint64, d cluster.Durability) (bool, error) {
-	if err := cluster.ValidateTenantIDSyntax(id); err != nil {
-		return false, err
-	}
-	if d != cluster.DurabilitySync && d != cluster.DurabilityAsync {
-		return false, cluster.Errorf(cluster.ErrInvalidInput, "durability must be %q or %q, not %q", cluster.DurabilityAsync, cluster.DurabilitySync, d)
-	}
-	m.mu.Lock()
-	e, ok := m.active.Peek(id)
-	m.mu.Unlock()
-	if !ok {
-		return false, nil
-	}
-	select {
-	case <-e.ready:
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	if e.err != nil || e.inst.tenant.Epoch != epoch {
-		return false, nil
-	}
-	e.inst.syncWrites.Store(d == cluster.DurabilitySync)
-	m.logger.Info("tenant durability changed", "tenant", id, "epoch", epoch, "durability", d)
-	return true, nil
-}
-
 // Release gives tenant id up for a move: new requests are refused (the
 // gateways hold and retry them), in-flight ones finish, the app closes and
 // replication makes its final sync. The node never serves the tenant at

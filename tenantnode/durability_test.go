@@ -40,7 +40,7 @@ func replicaHas(t *testing.T, n *node, id string, epoch uint64, title string) bo
 	return count > 0
 }
 
-func TestSetDurability_AppliesToTheNextWriteOfAnActiveTenant(t *testing.T) {
+func TestUpdateTenant_DurabilityAppliesToTheNextWriteOfAnActiveTenant(t *testing.T) {
 	// Replication that never syncs on its own: only sync durability (and
 	// activation) puts writes in the object store.
 	n := newNode(t, newRegistry(t), nil, func(c *Config) {
@@ -57,22 +57,29 @@ func TestSetDurability_AppliesToTheNextWriteOfAnActiveTenant(t *testing.T) {
 	if tn.Durability == cluster.DurabilitySync {
 		t.Fatal("a new tenant should start async")
 	}
+	// setDurability sends the record with durability d at epoch, as the
+	// control plane's update order does.
+	setDurability := func(id string, epoch uint64, d cluster.Durability) (bool, error) {
+		rec := tn
+		rec.ID, rec.Epoch, rec.Durability = id, epoch, d
+		return n.UpdateTenant(ctx, rec)
+	}
 
 	n.post(t, id, "async-1")
 	if replicaHas(t, n, id, tn.Epoch, "async-1") {
 		t.Fatal("an async write reached the replica at once; the test cannot tell the modes apart")
 	}
 
-	changed, err := n.SetDurability(ctx, id, tn.Epoch, cluster.DurabilitySync)
+	changed, err := setDurability(id, tn.Epoch, cluster.DurabilitySync)
 	if err != nil || !changed {
-		t.Fatalf("SetDurability(sync): changed %v, %v", changed, err)
+		t.Fatalf("UpdateTenant(sync): changed %v, %v", changed, err)
 	}
 	n.post(t, id, "sync-1")
 	if !replicaHas(t, n, id, tn.Epoch, "sync-1") {
 		t.Fatal("a write acknowledged in sync durability is not in the replica")
 	}
 
-	if _, err := n.SetDurability(ctx, id, tn.Epoch, cluster.DurabilityAsync); err != nil {
+	if _, err := setDurability(id, tn.Epoch, cluster.DurabilityAsync); err != nil {
 		t.Fatal(err)
 	}
 	n.post(t, id, "async-2")
@@ -81,16 +88,16 @@ func TestSetDurability_AppliesToTheNextWriteOfAnActiveTenant(t *testing.T) {
 	}
 
 	// Another epoch's order, an inactive tenant, bad input: nothing changes.
-	if changed, err := n.SetDurability(ctx, id, tn.Epoch+1, cluster.DurabilitySync); err != nil || changed {
+	if changed, err := setDurability(id, tn.Epoch+1, cluster.DurabilitySync); err != nil || changed {
 		t.Errorf("order for another epoch: changed %v, %v", changed, err)
 	}
-	if changed, err := n.SetDurability(ctx, "other", 1, cluster.DurabilitySync); err != nil || changed {
+	if changed, err := setDurability("other", 1, cluster.DurabilitySync); err != nil || changed {
 		t.Errorf("order for an inactive tenant: changed %v, %v", changed, err)
 	}
-	if _, err := n.SetDurability(ctx, id, tn.Epoch, "eventually"); !errors.Is(err, cluster.ErrInvalidInput) {
+	if _, err := setDurability(id, tn.Epoch, "eventually"); !errors.Is(err, cluster.ErrInvalidInput) {
 		t.Errorf("unknown durability: got %v, want invalid input", err)
 	}
-	if _, err := n.SetDurability(ctx, "../x", 1, cluster.DurabilitySync); err == nil {
+	if _, err := setDurability("../x", 1, cluster.DurabilitySync); err == nil {
 		t.Error("a malformed tenant id was accepted")
 	}
 }

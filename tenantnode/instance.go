@@ -37,6 +37,10 @@ type instance struct {
 	// syncWrites: the tenant's durability is sync (it can change while
 	// the tenant is active).
 	syncWrites atomic.Bool
+	// quota is the tenant's suspension and quotas, and what it has used;
+	// like syncWrites it follows UpdateTenant, while tenant stays the
+	// record the instance was opened with.
+	quota *quotaState
 }
 
 // tenantPaths is a tenant's local cache directory:
@@ -133,6 +137,11 @@ func (m *Manager) startInstance(ctx context.Context, inst *instance, from origin
 	if err := m.bindFiles(inst); err != nil {
 		return err
 	}
+	q, err := openQuota(inst.app, p.pbData, t, m.logger)
+	if err != nil {
+		return err
+	}
+	inst.quota = q
 	if from == fresh || from == fromLocalNewEpoch {
 		// The object store lacks this data (a new tenant needs its metadata
 		// to follow a replica; a local copy may hold unreplicated writes):
@@ -158,6 +167,7 @@ func (m *Manager) startInstance(ctx context.Context, inst *instance, from origin
 		return fmt.Errorf("build handler: %w", err)
 	}
 	inst.handler = h
+	inst.quota.start()
 	return nil
 }
 
@@ -356,6 +366,14 @@ func (m *Manager) attach(inst *instance) error {
 // sync): Litestream must not close its handle while the app's are open.
 func (m *Manager) closeInstance(ctx context.Context, inst *instance) error {
 	var errs []error
+	if inst.quota != nil {
+		// Before the app closes (the count is saved in auxiliary.db) and
+		// before the final sync (which takes it to the object store). A
+		// count that cannot be saved does not hold the stop up.
+		if err := inst.quota.close(); err != nil {
+			m.logger.Warn("request count not saved at stop", "tenant", inst.tenant.ID, "error", err)
+		}
+	}
 	if err := closeApp(inst.app); err != nil {
 		errs = append(errs, fmt.Errorf("close app: %w", err))
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/pocketbase/pocketbase/core"
 
@@ -22,7 +23,9 @@ func (m *Manager) ServeTenant(w http.ResponseWriter, r *http.Request, id string)
 
 // ServeTenantAt is ServeTenant for a caller that routed at ownership epoch
 // (0: whatever this node owns). A request for an epoch this node does not
-// hold gets cluster.ErrNotOwner, so the caller re-resolves the route.
+// hold gets cluster.ErrNotOwner, so the caller re-resolves the route. The
+// tenant's suspension and quotas are checked before anything else sees the
+// request (quota.go).
 func (m *Manager) ServeTenantAt(w http.ResponseWriter, r *http.Request, id string, epoch uint64) {
 	stream := r.Method == http.MethodGet && r.URL.Path == "/api/realtime"
 	e, err := m.acquire(r.Context(), id, epoch, stream)
@@ -40,6 +43,9 @@ func (m *Manager) ServeTenantAt(w http.ResponseWriter, r *http.Request, id strin
 		return
 	}
 	defer m.release(e, stream)
+	if !e.inst.quota.admit(w, r, time.Now()) {
+		return // suspended, or over a quota: answered
+	}
 	if r.URL.Path == cluster.SSOPath {
 		m.serveSSO(w, r, id, e.inst)
 		return

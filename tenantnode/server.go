@@ -24,7 +24,7 @@ func (m *Manager) Handler(secret string) http.Handler {
 	orders.HandleFunc("POST /internal/tenants/{id}/activate", m.handleActivate)
 	orders.HandleFunc("POST /internal/tenants/{id}/superusers", m.handleSuperuser)
 	orders.HandleFunc("POST /internal/tenants/{id}/remove", m.handleRemove)
-	orders.HandleFunc("POST /internal/tenants/{id}/durability", m.handleDurability)
+	orders.HandleFunc("POST /internal/tenants/{id}/update", m.handleUpdate)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/healthz":
@@ -78,16 +78,19 @@ func (m *Manager) handleRelease(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"released": r.PathValue("id")})
 }
 
-func (m *Manager) handleDurability(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Epoch      uint64             `json:"epoch"`
-		Durability cluster.Durability `json:"durability"`
-	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxOrderBody)).Decode(&req); err != nil {
-		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "durability needs {\"epoch\": n, \"durability\": \"async\" or \"sync\"}"))
+// handleUpdate takes a tenant's changed registry record (durability,
+// suspension, quota) to the tenant if it is active here.
+func (m *Manager) handleUpdate(w http.ResponseWriter, r *http.Request) {
+	var t cluster.Tenant
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxOrderBody)).Decode(&t); err != nil {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "update needs the tenant's record as JSON"))
 		return
 	}
-	changed, err := m.SetDurability(r.Context(), r.PathValue("id"), req.Epoch, req.Durability)
+	if t.ID != r.PathValue("id") {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "the record's id %q is not the tenant of the path", t.ID))
+		return
+	}
+	changed, err := m.UpdateTenant(r.Context(), t)
 	if err != nil {
 		cluster.WriteError(w, asUnavailable(err))
 		return

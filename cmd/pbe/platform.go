@@ -418,8 +418,8 @@ func (l localOrders) CreateSuperuser(ctx context.Context, _ cluster.Node, tenant
 	return l.m.CreateSuperuser(ctx, tenant, email, password)
 }
 
-func (l localOrders) SetDurability(ctx context.Context, _ cluster.Node, tenant string, epoch uint64, d cluster.Durability) error {
-	_, err := l.m.SetDurability(ctx, tenant, epoch, d)
+func (l localOrders) UpdateTenant(ctx context.Context, _ cluster.Node, t cluster.Tenant) error {
+	_, err := l.m.UpdateTenant(ctx, t)
 	return err
 }
 
