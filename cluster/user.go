@@ -184,3 +184,16 @@ type SSOGrant struct {
 	UserID string `json:"user_id,omitempty"`
 	Actor  string `json:"actor"`
 }
+
+// Event is something that happened on the platform, as the control plane
+// publishes it (GET /api/cp/events, webhooks). Its ID orders events: it
+// is the Raft index of the change and a sequence number within it.
+type Event struct {
+	ID     string         `json:"id"`
+	Time   time.Time      `json:"time"`
+	Type   string         `json:"type"`
+	Tenant string         `json:"tenant,omitempty"`
+	Node   string         `json:"node,omitempty"`
+	User   string         `json:"user,omitempty"`
+	Data   map[string]any `json:"data,omitempty"`
+}

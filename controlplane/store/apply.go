@@ -32,6 +32,8 @@ type applyCtx struct {
 	// changed lists tenants a command changed besides the one it names
 	// (a user's quota applied to each of their tenants).
 	changed []string
+	// events describe what the command did (store/events.go).
+	events []cluster.Event
 }
 
 // requestHorizon is what Apply knows of the oldest request record, derived
@@ -117,6 +119,8 @@ type outcome struct {
 	Err   *cluster.Error  `json:"err,omitempty"`
 	// changed is applyCtx.changed, for the change feed; not recorded.
 	changed []string
+	// events is how many events the command recorded.
+	events int
 }
 
 // result returns the outcome as Apply's return values.
@@ -178,6 +182,9 @@ func (s *Store) Apply(index uint64, data []byte) (any, error) {
 	s.bumpAuth(&cmd)
 	if out.Err == nil {
 		s.publish(&cmd, index, out.changed)
+	}
+	if out.events > 0 {
+		s.eventsWritten()
 	}
 	return out.result()
 }
@@ -247,6 +254,9 @@ func (s *Store) applyBatch(indexes []uint64, data [][]byte, values []any, errs [
 		s.bumpAuth(&cmds[i])
 		if outs[i].Err == nil {
 			s.publish(&cmds[i], indexes[i], outs[i].changed)
+		}
+		if outs[i].events > 0 {
+			s.eventsWritten()
 		}
 		values[i], errs[i] = outs[i].result()
 	}
@@ -327,6 +337,10 @@ func applyTxn(a *applyCtx) (outcome, error) {
 		if err := writeAudit(a, a.cmd.Audit, envelopeAudit); err != nil {
 			return out, err
 		}
+		if err := writeEvents(a); err != nil {
+			return out, err
+		}
+		out.events = len(a.events)
 	}
 	out.changed = a.changed
 	if rid != "" {

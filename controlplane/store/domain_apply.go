@@ -45,6 +45,7 @@ func applySetDomains(a *applyCtx) (any, *cluster.Error, error) {
 	}
 	t.Domains = domains
 	t.UpdatedAt, t.Version = a.now, a.index
+	a.event(cluster.Event{Type: EventTenantDomains, Tenant: t.ID, User: t.Owner, Data: map[string]any{"domains": t.Domains}})
 	return t, nil, putTenant(a.txn, t)
 }
 

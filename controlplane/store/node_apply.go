@@ -35,6 +35,11 @@ func applyRegisterNode(a *applyCtx) (any, *cluster.Error, error) {
 	if err := setJSON(a.txn, nodeKey(n.ID), n); err != nil {
 		return nil, nil, err
 	}
+	if !found {
+		a.event(cluster.Event{Type: EventNodeJoined, Node: n.ID, Data: map[string]any{"addr": n.Addr, "capacity": n.Capacity}})
+	} else if old.State != n.State {
+		a.event(cluster.Event{Type: "node." + string(n.State), Node: n.ID})
+	}
 	return n, nil, nil
 }
 
@@ -59,6 +64,9 @@ func applySetNodeState(a *applyCtx) (any, *cluster.Error, error) {
 	}
 	if p.ExpectedVersion != 0 && p.ExpectedVersion != n.Version {
 		return nil, cluster.Errorf(cluster.ErrStaleVersion, "node %s changed (version %d, expected %d)", p.ID, n.Version, p.ExpectedVersion), nil
+	}
+	if n.State != p.State {
+		a.event(cluster.Event{Type: "node." + string(p.State), Node: n.ID})
 	}
 	n.State, n.UpdatedAt, n.Version = p.State, a.now, a.index
 	if err := setJSON(a.txn, nodeKey(n.ID), n); err != nil {

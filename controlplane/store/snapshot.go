@@ -150,6 +150,7 @@ func (s *Store) Restore(r io.Reader) error {
 	s.broken = nil
 	s.applied.Store(applied)
 	s.authGen.Add(1)
+	s.eventsWritten()
 	s.feed.publish(Change{Index: applied, Kind: ChangeReset})
 	s.logger.Info("restored state from snapshot", logKeyIndex, applied)
 	return nil

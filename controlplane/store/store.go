@@ -95,7 +95,10 @@ type Store struct {
 
 	applied atomic.Uint64
 	authGen atomic.Uint64
-	feed    feed
+
+	eventsMu sync.Mutex
+	eventsCh chan struct{} // closed when events are written
+	feed     feed
 
 	// horizon, guarded by applyMu, lets Apply skip looking for expired
 	// request records when none can be expired.
@@ -127,7 +130,7 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open badger in %s: %w", dir, err)
 	}
-	s := &Store{db: db, logger: logger}
+	s := &Store{db: db, logger: logger, eventsCh: make(chan struct{})}
 	var applied uint64
 	err = db.View(func(txn *badger.Txn) error {
 		var err error

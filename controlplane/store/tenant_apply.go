@@ -43,6 +43,7 @@ func applyCreateTenant(a *applyCtx) (any, *cluster.Error, error) {
 	t.DeletedAt, t.PurgeAfter = nil, nil
 	t.Domains = nil // only set_domains, which indexes them, sets domains
 	t.Version = a.index
+	a.event(cluster.Event{Type: EventTenantCreated, Tenant: t.ID, User: t.Owner, Node: t.Node})
 	return t, nil, putTenant(a.txn, t)
 }
 
@@ -63,6 +64,7 @@ func applyDeleteTenant(a *applyCtx) (any, *cluster.Error, error) {
 	t.State = cluster.TenantDeleted
 	t.DeletedAt, t.PurgeAfter = &now, &purge
 	t.UpdatedAt, t.Version = a.now, a.index
+	a.event(cluster.Event{Type: EventTenantDeleted, Tenant: t.ID, User: t.Owner, Data: map[string]any{"purge_after": purge}})
 	return t, nil, putTenant(a.txn, t)
 }
 
@@ -79,6 +81,7 @@ func applyRestoreTenant(a *applyCtx) (any, *cluster.Error, error) {
 	t.State = cluster.TenantActive
 	t.DeletedAt, t.PurgeAfter = nil, nil
 	t.UpdatedAt, t.Version = a.now, a.index
+	a.event(cluster.Event{Type: EventTenantRestored, Tenant: t.ID, User: t.Owner})
 	return t, nil, putTenant(a.txn, t)
 }
 
@@ -101,6 +104,7 @@ func applyPurgeTenant(a *applyCtx) (any, *cluster.Error, error) {
 			return nil, nil, err
 		}
 	}
+	a.event(cluster.Event{Type: EventTenantPurged, Tenant: t.ID, User: t.Owner})
 	return t, nil, a.txn.Delete(tenantKey(t.ID))
 }
 
@@ -117,6 +121,7 @@ func applyUpdateTenant(a *applyCtx) (any, *cluster.Error, error) {
 	if cerr := checkUpdate(&p, &t); cerr != nil {
 		return nil, cerr, nil
 	}
+	tenantUpdateEvents(a, &p, t)
 	if p.Name != nil {
 		t.Name = *p.Name
 	}
@@ -282,4 +287,28 @@ func getTenant(txn *badger.Txn, id string) (cluster.Tenant, bool, error) {
 
 func putTenant(txn *badger.Txn, t cluster.Tenant) error {
 	return setJSON(txn, tenantKey(t.ID), t)
+}
+
+// tenantUpdateEvents describes what an update changes of t.
+func tenantUpdateEvents(a *applyCtx, p *UpdateTenant, t cluster.Tenant) {
+	ev := func(typ string, data map[string]any) {
+		a.event(cluster.Event{Type: typ, Tenant: t.ID, User: t.Owner, Node: t.Node, Data: data})
+	}
+	if p.Node != nil && *p.Node != t.Node {
+		if t.Node == "" {
+			a.event(cluster.Event{Type: EventTenantPlaced, Tenant: t.ID, User: t.Owner, Node: *p.Node})
+		} else {
+			a.event(cluster.Event{Type: EventTenantMoved, Tenant: t.ID, User: t.Owner, Node: *p.Node, Data: map[string]any{"from": t.Node}})
+		}
+	}
+	if p.Suspended != nil && *p.Suspended != t.Suspended {
+		if *p.Suspended {
+			ev(EventTenantSuspended, nil)
+		} else {
+			ev(EventTenantUnsuspended, nil)
+		}
+	}
+	if p.Quota != nil && *p.Quota != t.Quota {
+		ev(EventTenantQuota, map[string]any{"storage_bytes": p.Quota.StorageBytes, "requests_per_day": p.Quota.RequestsPerDay})
+	}
 }

@@ -183,6 +183,7 @@ func applyCreateUser(a *applyCtx) (any, *cluster.Error, error) {
 	}
 	u.CreatedAt, u.UpdatedAt, u.PasswordChangedAt = a.now, a.now, a.now
 	u.Version = a.index
+	a.event(cluster.Event{Type: EventUserSignedUp, User: u.ID})
 	if err := setJSON(a.txn, userKey(u.ID), u); err != nil {
 		return nil, nil, err
 	}
@@ -203,6 +204,7 @@ func applyUpdateUser(a *applyCtx) (any, *cluster.Error, error) {
 	}
 	if p.Verified != nil && *p.Verified && !u.Verified {
 		u.Verified, u.VerifiedAt = true, &a.now
+		a.event(cluster.Event{Type: EventUserVerified, User: u.ID})
 	}
 	if p.PasswordHash != nil {
 		u.PasswordHash, u.PasswordChangedAt = *p.PasswordHash, a.now
@@ -213,6 +215,11 @@ func applyUpdateUser(a *applyCtx) (any, *cluster.Error, error) {
 	tenantsChange := false
 	if p.Suspended != nil && *p.Suspended != u.Suspended {
 		u.Suspended, tenantsChange = *p.Suspended, true
+		typ := EventUserUnsuspended
+		if u.Suspended {
+			typ = EventUserSuspended
+		}
+		a.event(cluster.Event{Type: typ, User: u.ID})
 	}
 	if p.Quota != nil && *p.Quota != u.Quota {
 		u.Quota, tenantsChange = *p.Quota, true
@@ -240,6 +247,16 @@ func syncOwnedTenants(a *applyCtx, u cluster.User) error {
 		}
 		if !found {
 			continue
+		}
+		if t.OwnerSuspended != u.Suspended {
+			typ := EventTenantUnsuspended
+			if u.Suspended {
+				typ = EventTenantSuspended
+			}
+			a.event(cluster.Event{Type: typ, Tenant: t.ID, User: u.ID, Data: map[string]any{"by_owner": true}})
+		}
+		if q := u.Quota.TenantQuota(); q != t.Quota {
+			a.event(cluster.Event{Type: EventTenantQuota, Tenant: t.ID, User: u.ID, Data: map[string]any{"storage_bytes": q.StorageBytes, "requests_per_day": q.RequestsPerDay}})
 		}
 		t.OwnerSuspended, t.Quota = u.Suspended, u.Quota.TenantQuota()
 		t.UpdatedAt, t.Version = a.now, a.index
@@ -278,6 +295,7 @@ func applyDeleteUser(a *applyCtx) (any, *cluster.Error, error) {
 	if err := a.txn.Delete(userEmailKey(u.Email)); err != nil {
 		return nil, nil, err
 	}
+	a.event(cluster.Event{Type: EventUserDeleted, User: u.ID})
 	return u.User, nil, a.txn.Delete(userKey(u.ID))
 }
 
@@ -460,6 +478,7 @@ func applyCreateQuotaRequest(a *applyCtx) (any, *cluster.Error, error) {
 		return nil, nil, err
 	}
 	r.State, r.CreatedAt = cluster.RequestPending, a.now
+	a.event(cluster.Event{Type: EventQuotaRequested, User: r.UserID, Data: map[string]any{"request": r.ID, "kind": r.Kind, "value": r.Value}})
 	if err := setJSON(a.txn, quotaReqKey(r.ID), r); err != nil {
 		return nil, nil, err
 	}
@@ -501,6 +520,11 @@ func applyDecideQuotaRequest(a *applyCtx) (any, *cluster.Error, error) {
 	if err := a.txn.Delete(pendingKey(r.UserID, r.Kind)); err != nil {
 		return nil, nil, err
 	}
+	typ := EventQuotaRejected
+	if p.Approve {
+		typ = EventQuotaApproved
+	}
+	a.event(cluster.Event{Type: typ, User: r.UserID, Data: map[string]any{"request": r.ID, "kind": r.Kind, "value": r.Value}})
 	return r, nil, setJSON(a.txn, quotaReqKey(r.ID), r)
 }
 

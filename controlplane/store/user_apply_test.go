@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -228,5 +229,57 @@ func TestAudit_RecordedWithItsCommandOnlyWhenItSucceeds(t *testing.T) {
 	es, _ := s.Audit(AuditFilter{Limit: 10})
 	if len(es) != 1 || es[0].Target != "acme" || !es[0].Time.Equal(t0) {
 		t.Fatalf("audit: %+v", es)
+	}
+}
+
+func TestEvents_DescribeWhatCommandsDid(t *testing.T) {
+	s := openStore(t)
+	changed := s.EventsChanged()
+	mustApply(t, s, createUser("u1", "a@example.com", 2))
+	select {
+	case <-changed:
+	default:
+		t.Fatal("EventsChanged was not closed by a command with events")
+	}
+	mustApply(t, s, ownedTenant("one", "u1"))
+	mustApply(t, s, cmd{typ: CmdUpdateTenant, payload: UpdateTenant{ID: "one", Node: ptr("n1"), Epoch: ptr(uint64(1))}})
+	mustApply(t, s, cmd{typ: CmdUpdateTenant, payload: UpdateTenant{ID: "one", Node: ptr("n2"), Epoch: ptr(uint64(2))}})
+	mustApply(t, s, cmd{typ: CmdUpdateUser, payload: UpdateUser{ID: "u1", Suspended: ptr(true)}})
+	_, err := applyNext(t, s, ownedTenant("two", "u1")) // refused: no event
+	wantCode(t, err, cluster.ErrForbidden)
+	mustApply(t, s, deleteTenant("one"))
+	all, err := s.Events(EventFilter{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, e := range all {
+		types = append(types, e.Type)
+	}
+	want := []string{EventUserSignedUp, EventTenantCreated, EventTenantPlaced, EventTenantMoved, EventUserSuspended, EventTenantSuspended, EventTenantDeleted}
+	if strings.Join(types, ",") != strings.Join(want, ",") {
+		t.Fatalf("events %v, want %v", types, want)
+	}
+	if all[3].Node != "n2" || all[3].Data["from"] != "n1" {
+		t.Errorf("move event: %+v", all[3])
+	}
+	// Resuming after an id gives what follows it; filters by family.
+	rest, _ := s.Events(EventFilter{After: all[2].ID, Limit: 100})
+	if len(rest) != 4 || rest[0].ID != all[3].ID {
+		t.Fatalf("after %s: %+v", all[2].ID, rest)
+	}
+	tenants, _ := s.Events(EventFilter{Types: []string{"tenant.*"}, Limit: 100})
+	if len(tenants) != 5 {
+		t.Fatalf("tenant.* events: %d, want 5", len(tenants))
+	}
+	last, _ := s.LastEventID()
+	if last != all[len(all)-1].ID {
+		t.Fatalf("LastEventID %q, want %q", last, all[len(all)-1].ID)
+	}
+	// Events older than the retention are pruned as new ones arrive.
+	mustApply(t, s, cmd{typ: CmdCreateTenant, at: t0.Add(EventRetention + time.Hour), payload: CreateTenant{Tenant: cluster.Tenant{ID: "late"}}})
+	kept, _ := s.Events(EventFilter{Limit: 100})
+	if len(kept) != 1 || kept[0].Tenant != "late" {
+		t.Fatalf("after the retention: %+v", kept)
 	}
 }
