@@ -71,6 +71,7 @@ func (c *ControlPlane) routes() []route {
 		{"POST", "/api/cp/nodes/{id}/drain", accessNode, c.write(c.handleDrainNode), "fleet", "Move every tenant off a node."},
 		{"POST", "/api/cp/rebalance", accessOperator, c.write(c.handleRebalance), "fleet", "Spread tenants over the nodes."},
 		{"GET", "/api/cp/openapi.json", accessPublic, c.handleOpenAPI, "meta", "This API as an OpenAPI 3.1 document."},
+		{"GET", "/api/cp/events", accessCaller, c.handleEvents, "events", "The platform's events (server-sent events with Accept: text/event-stream, resumable by Last-Event-ID or ?after=; else one JSON page). Customers see their own."},
 
 		{"POST", "/api/cp/internal/nodes", accessCluster, c.write(c.handleRegisterNode), "internal", "Register a tenant node."},
 		{"POST", "/api/cp/internal/heartbeat", accessCluster, c.leaderOnly(c.handleHeartbeat), "internal", "Renew a tenant node's lease."},

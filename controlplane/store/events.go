@@ -108,9 +108,11 @@ type EventFilter struct {
 	Limit int
 }
 
-// Events returns events in order.
-func (s *Store) Events(f EventFilter) ([]cluster.Event, error) {
+// Events returns events in order, and the id of the last event it read
+// (kept or not; f.After when it read none), to resume from.
+func (s *Store) Events(f EventFilter) ([]cluster.Event, string, error) {
 	out := []cluster.Event{}
+	last := f.After
 	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEvent, PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
@@ -128,13 +130,14 @@ func (s *Store) Events(f EventFilter) ([]cluster.Event, error) {
 			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
 				return err
 			}
+			last = e.ID
 			if matchType(f.Types, e.Type) && (f.Keep == nil || f.Keep(e)) {
 				out = append(out, e)
 			}
 		}
 		return nil
 	})
-	return out, err
+	return out, last, err
 }
 
 func matchType(types []string, t string) bool {

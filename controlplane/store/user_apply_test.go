@@ -248,7 +248,7 @@ func TestEvents_DescribeWhatCommandsDid(t *testing.T) {
 	_, err := applyNext(t, s, ownedTenant("two", "u1")) // refused: no event
 	wantCode(t, err, cluster.ErrForbidden)
 	mustApply(t, s, deleteTenant("one"))
-	all, err := s.Events(EventFilter{Limit: 100})
+	all, _, err := s.Events(EventFilter{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,11 +264,11 @@ func TestEvents_DescribeWhatCommandsDid(t *testing.T) {
 		t.Errorf("move event: %+v", all[3])
 	}
 	// Resuming after an id gives what follows it; filters by family.
-	rest, _ := s.Events(EventFilter{After: all[2].ID, Limit: 100})
+	rest, _, _ := s.Events(EventFilter{After: all[2].ID, Limit: 100})
 	if len(rest) != 4 || rest[0].ID != all[3].ID {
 		t.Fatalf("after %s: %+v", all[2].ID, rest)
 	}
-	tenants, _ := s.Events(EventFilter{Types: []string{"tenant.*"}, Limit: 100})
+	tenants, _, _ := s.Events(EventFilter{Types: []string{"tenant.*"}, Limit: 100})
 	if len(tenants) != 5 {
 		t.Fatalf("tenant.* events: %d, want 5", len(tenants))
 	}
@@ -278,7 +278,7 @@ func TestEvents_DescribeWhatCommandsDid(t *testing.T) {
 	}
 	// Events older than the retention are pruned as new ones arrive.
 	mustApply(t, s, cmd{typ: CmdCreateTenant, at: t0.Add(EventRetention + time.Hour), payload: CreateTenant{Tenant: cluster.Tenant{ID: "late"}}})
-	kept, _ := s.Events(EventFilter{Limit: 100})
+	kept, _, _ := s.Events(EventFilter{Limit: 100})
 	if len(kept) != 1 || kept[0].Tenant != "late" {
 		t.Fatalf("after the retention: %+v", kept)
 	}
