@@ -146,7 +146,7 @@ func TestFleet_Smoke(t *testing.T) {
 		t.Fatalf("update durability: %+v, %v", tn, err)
 	}
 	order := func(secret, body string) response {
-		req, _ := http.NewRequest("POST", "http://127.0.0.1:"+f.nodePort[tn.Node]+"/internal/tenants/acme/durability", strings.NewReader(body))
+		req, _ := http.NewRequest("POST", "http://127.0.0.1:"+f.nodePort[tn.Node]+"/internal/tenants/acme/update", strings.NewReader(body))
 		req.Header.Set(cluster.HeaderSecret, secret)
 		resp, err := loopbackClient(f.nodePort[tn.Node]).Do(req)
 		if err != nil {
@@ -156,13 +156,14 @@ func TestFleet_Smoke(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return response{status: resp.StatusCode, body: b}
 	}
-	r := order(testClusterSecret, fmt.Sprintf(`{"epoch":%d,"durability":"sync"}`, tn.Epoch))
+	r := order(testClusterSecret, fmt.Sprintf(`{"id":"acme","state":"active","epoch":%d,"durability":"sync"}`, tn.Epoch))
 	mustStatus(t, r, http.StatusOK)
 	if !strings.Contains(string(r.body), `"changed":true`) {
-		t.Fatalf("the active tenant did not take the durability order: %s", r.body)
+		t.Fatalf("the active tenant did not take the update order: %s", r.body)
 	}
-	mustStatus(t, order("wrong-secret", `{"epoch":1,"durability":"async"}`), http.StatusUnauthorized)
-	mustStatus(t, order(testClusterSecret, `{"epoch":1,"durability":"eventually"}`), http.StatusBadRequest)
+	mustStatus(t, order("wrong-secret", `{"id":"acme","epoch":1,"durability":"async"}`), http.StatusUnauthorized)
+	mustStatus(t, order(testClusterSecret, `{"id":"acme","epoch":1,"durability":"eventually"}`), http.StatusBadRequest)
+	mustStatus(t, order(testClusterSecret, `{"id":"other","epoch":1,"durability":"async"}`), http.StatusBadRequest)
 	g.createPost("acme", "durable now")
 }
 
