@@ -197,3 +197,18 @@ type Event struct {
 	User   string         `json:"user,omitempty"`
 	Data   map[string]any `json:"data,omitempty"`
 }
+
+// Webhook is an operator-configured receiver of the platform's events.
+// Each delivery is signed with its secret (HMAC-SHA256), which is shown
+// only when the webhook is created.
+type Webhook struct {
+	ID  string `json:"id"`
+	URL string `json:"url"`
+	// Types filters the events sent (all when empty; "tenant.*" for a
+	// family).
+	Types     []string  `json:"types,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// Cursor is the id of the last event delivered (or skipped at
+	// creation): delivery resumes after it, on whichever node leads.
+	Cursor string `json:"cursor"`
+}

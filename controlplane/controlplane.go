@@ -166,6 +166,7 @@ type ControlPlane struct {
 	generatedToken string
 	keyState
 	limits *attemptLimiter
+	hooks  *webhooks
 	mailer *mailer
 
 	quit chan struct{}
@@ -192,6 +193,7 @@ func New(cfg Config, st *store.Store, objects storage.ObjectStore) (*ControlPlan
 	c.signer = auth.NewSigner()
 	c.authCache, _ = lru.New[string, cachedAuth](authCacheSize)
 	c.limits = newAttemptLimiter()
+	c.hooks = newWebhooks(c)
 	c.mailer = newMailer(cfg, c.logger)
 	c.proxy = newLeaderProxy(c)
 	c.fleet = newFleet()
@@ -234,6 +236,7 @@ func (c *ControlPlane) Start(ctx context.Context) error {
 	c.goBackground(c.leadership)
 	c.goBackground(c.purger)
 	c.goBackground(c.failover)
+	c.goBackground(c.hooks.run)
 	return nil
 }
 

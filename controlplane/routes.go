@@ -71,6 +71,10 @@ func (c *ControlPlane) routes() []route {
 		{"POST", "/api/cp/nodes/{id}/drain", accessNode, c.write(c.handleDrainNode), "fleet", "Move every tenant off a node."},
 		{"POST", "/api/cp/rebalance", accessOperator, c.write(c.handleRebalance), "fleet", "Spread tenants over the nodes."},
 		{"GET", "/api/cp/openapi.json", accessPublic, c.handleOpenAPI, "meta", "This API as an OpenAPI 3.1 document."},
+		{"GET", "/api/cp/webhooks", accessOperator, c.read(c.handleListWebhooks), "events", "Webhooks receiving the platform's events."},
+		{"POST", "/api/cp/webhooks", accessOperator, c.write(c.handleCreateWebhook), "events", "Register a webhook: {url, types, secret}; deliveries are signed with the secret (shown once)."},
+		{"DELETE", "/api/cp/webhooks/{id}", accessOperator, c.write(c.handleDeleteWebhook), "events", "Remove a webhook."},
+		{"GET", "/api/cp/webhooks/{id}/deliveries", accessOperator, c.leaderOnly(c.handleWebhookDeliveries), "events", "The leader's log of a webhook's delivery attempts."},
 		{"GET", "/api/cp/events", accessCaller, c.handleEvents, "events", "The platform's events (server-sent events with Accept: text/event-stream, resumable by Last-Event-ID or ?after=; else one JSON page). Customers see their own."},
 
 		{"POST", "/api/cp/internal/nodes", accessCluster, c.write(c.handleRegisterNode), "internal", "Register a tenant node."},

@@ -98,6 +98,9 @@ var handlers = map[string]handler{
 	CmdDecideQuotaRequest: {applyDecideQuotaRequest, resultAs[cluster.QuotaRequest]},
 	CmdAppendAudit:        {applyAppendAudit, resultAs[struct{}]},
 	CmdAddSigningKey:      {applyAddSigningKey, resultAs[struct{}]},
+	CmdCreateWebhook:      {applyCreateWebhook, resultAs[cluster.Webhook]},
+	CmdDeleteWebhook:      {applyDeleteWebhook, resultAs[cluster.Webhook]},
+	CmdAdvanceWebhook:     {applyAdvanceWebhook, resultAs[cluster.Webhook]},
 }
 
 func resultAs[T any](raw json.RawMessage) (any, error) {

@@ -39,6 +39,9 @@ const (
 	CmdDecideQuotaRequest = "decide_quota_request"
 	CmdAppendAudit        = "append_audit"
 	CmdAddSigningKey      = "add_signing_key"
+	CmdCreateWebhook      = "create_webhook"
+	CmdDeleteWebhook      = "delete_webhook"
+	CmdAdvanceWebhook     = "advance_webhook"
 )
 
 // CommandVersion is the version this code writes and the only one it
@@ -219,6 +222,9 @@ var payloadTypes = map[string]reflect.Type{
 	CmdDecideQuotaRequest: reflect.TypeFor[DecideQuotaRequest](),
 	CmdAppendAudit:        reflect.TypeFor[AppendAudit](),
 	CmdAddSigningKey:      reflect.TypeFor[AddSigningKey](),
+	CmdCreateWebhook:      reflect.TypeFor[CreateWebhook](),
+	CmdDeleteWebhook:      reflect.TypeFor[DeleteWebhook](),
+	CmdAdvanceWebhook:     reflect.TypeFor[AdvanceWebhook](),
 }
 
 // EncodeCommand returns the log entry for a command of type typ. payload must
