@@ -66,6 +66,7 @@ func (c *ControlPlane) routes() []route {
 		{"POST", "/api/cp/raft/join", accessNode, c.write(c.handleRaftJoin), "cluster", "Add a control-plane node."},
 		{"POST", "/api/cp/raft/remove", accessOperator, c.write(c.handleRaftRemove), "cluster", "Remove a control-plane node."},
 		{"POST", "/api/cp/raft/snapshot", accessOperator, c.handleRaftSnapshot, "cluster", "Take a Raft snapshot now."},
+		{"GET", "/api/cp/health", accessOperator, c.leaderOnly(c.handleHealth), "fleet", "The platform's health: Raft, checks, and every tenant node's last heartbeat and state."},
 		{"GET", "/api/cp/nodes", accessOperator, c.leaderOnly(c.handleListNodes), "fleet", "Tenant nodes with their leases and load."},
 		{"GET", "/api/cp/nodes/{id}", accessNode, c.leaderOnly(c.handleGetNode), "fleet", "One tenant node."},
 		{"POST", "/api/cp/nodes/{id}/drain", accessNode, c.write(c.handleDrainNode), "fleet", "Move every tenant off a node."},

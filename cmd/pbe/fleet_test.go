@@ -137,6 +137,15 @@ func TestFleet_Smoke(t *testing.T) {
 			t.Fatalf("node %s: %+v", v.ID, v)
 		}
 	}
+	// The fleet's health, as the control plane sees it, through the gateway.
+	r := g.do("GET", "http://localhost:"+f.gwPort+"/api/cp/health", nil, "Authorization", "Bearer "+testAdminToken)
+	mustStatus(t, r, http.StatusOK)
+	var health controlplane.FleetHealth
+	r.json(t, &health)
+	if health.Status != "ok" || len(health.Nodes) != 2 || health.Summary["alive"] != 2 || health.ControlPlane.Leader != "cp-1" ||
+		health.Checks["object_store"] != "ok" || health.Nodes[0].LastHeartbeat == nil {
+		t.Fatalf("fleet health: %s", r.body)
+	}
 
 	// A change of durability is a registry write, then an order to the
 	// node serving the tenant, which applies it to the next write.
@@ -156,7 +165,7 @@ func TestFleet_Smoke(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return response{status: resp.StatusCode, body: b}
 	}
-	r := order(testClusterSecret, fmt.Sprintf(`{"id":"acme","state":"active","epoch":%d,"durability":"sync"}`, tn.Epoch))
+	r = order(testClusterSecret, fmt.Sprintf(`{"id":"acme","state":"active","epoch":%d,"durability":"sync"}`, tn.Epoch))
 	mustStatus(t, r, http.StatusOK)
 	if !strings.Contains(string(r.body), `"changed":true`) {
 		t.Fatalf("the active tenant did not take the update order: %s", r.body)
