@@ -130,7 +130,14 @@ func TestUpdateTenant_SuspensionRefusesEveryRequestUntilLifted(t *testing.T) {
 				{"GET", "/api/files/posts/x/y.txt", ""},
 				{"POST", "/api/collections/_superusers/auth-with-password", `{"identity":"admin@acme.test","password":"password-acme"}`},
 			} {
-				w := n.serve(t, id, r.method, r.path, r.body, "Authorization", tok)
+				// A realtime stream that got through would never end: bound it.
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				req := httptest.NewRequestWithContext(ctx, r.method, r.path, strings.NewReader(r.body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", tok)
+				w := httptest.NewRecorder()
+				n.ServeTenant(w, req, id)
+				cancel()
 				if w.Code != http.StatusForbidden {
 					t.Errorf("%s %s: got %d, want 403", r.method, r.path, w.Code)
 					continue
