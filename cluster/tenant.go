@@ -54,13 +54,30 @@ type Tenant struct {
 	Suspended      bool `json:"suspended,omitempty"`
 	OwnerSuspended bool `json:"owner_suspended,omitempty"`
 	// Quota is what the tenant node enforces (the owner's per-tenant quota).
-	Quota      TenantQuota `json:"quota"`
-	CreatedAt  time.Time   `json:"created_at"`
-	UpdatedAt  time.Time   `json:"updated_at"`
-	DeletedAt  *time.Time  `json:"deleted_at,omitempty"`
-	PurgeAfter *time.Time  `json:"purge_after,omitempty"`
+	Quota TenantQuota `json:"quota"`
+	// Restore, while no epoch since the restore has a replica, says what
+	// the tenant's next owner restores: a point in time of one of its own
+	// epochs (a point-in-time restore) or of another tenant's (a fork).
+	Restore    *RestoreSpec `json:"restore,omitempty"`
+	CreatedAt  time.Time    `json:"created_at"`
+	UpdatedAt  time.Time    `json:"updated_at"`
+	DeletedAt  *time.Time   `json:"deleted_at,omitempty"`
+	PurgeAfter *time.Time   `json:"purge_after,omitempty"`
 	// Version is the Raft index of the last change to this record.
 	Version uint64 `json:"version"`
+}
+
+// RestoreSpec is a point in time of a tenant's replica history that the
+// tenant restarts from.
+type RestoreSpec struct {
+	// From is the tenant whose replica is read ("" for the tenant itself).
+	From  string    `json:"from,omitempty"`
+	Epoch uint64    `json:"epoch"`
+	At    time.Time `json:"at"`
+	// Since is the tenant's epoch when the restore was asked for: epochs
+	// from Since on hold what was written after the restore, and win over
+	// it once any of them has data.
+	Since uint64 `json:"since"`
 }
 
 // Blocked reports whether the tenant is suspended, by itself or with its

@@ -47,6 +47,8 @@ func (c *ControlPlane) routes() []route {
 		{"PATCH", "/api/cp/tenants/{id}", accessCaller, c.write(c.handleUpdateTenant), "tenants", "Change a tenant's name or durability (operators also suspension and quota)."},
 		{"DELETE", "/api/cp/tenants/{id}", accessCaller, c.write(c.handleDeleteTenant), "tenants", "Delete a tenant (its data is kept for the grace period)."},
 		{"POST", "/api/cp/tenants/{id}/sso", accessCaller, c.write(c.handleSSO), "tenants", "A one-time URL that opens the tenant's admin UI signed in."},
+		{"GET", "/api/cp/tenants/{id}/restore-points", accessCaller, c.handleRestorePoints, "backups", "The tenant's restorable window, per ownership epoch."},
+		{"POST", "/api/cp/tenants/{id}/pitr", accessCaller, c.write(c.handlePITR), "backups", "Restore the tenant to a moment, in place ({timestamp}) or into a new tenant ({timestamp, fork})."},
 		{"POST", "/api/cp/tenants/{id}/restore", accessOperator, c.write(c.handleRestoreTenant), "tenants", "Restore a deleted tenant within its grace period."},
 		{"POST", "/api/cp/tenants/{id}/admins", accessOperator, c.write(c.handleCreateAdmin), "tenants", "Create a PocketBase superuser in the tenant."},
 		{"PUT", "/api/cp/tenants/{id}/domains", accessOperator, c.write(c.handleSetDomains), "tenants", "Replace the tenant's custom domains."},

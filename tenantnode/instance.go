@@ -245,37 +245,71 @@ func (m *Manager) linkFiles(id string, p tenantPaths) error {
 const maxEpochScan = 64
 
 // restore fills p.pbData from the object store: from the newest epoch, at
-// or below the tenant's current one, whose replica holds data. It returns
-// the epoch it restored from, or 0 when there was nothing to restore.
+// or below the tenant's current one, whose replica holds data. A tenant
+// with a restore spec (a point-in-time restore, a fork) looks only at the
+// epochs since the restore, and restores the spec's point when none of
+// them has data yet. It returns the epoch it restored from (the current
+// one for a fork, so that the tenant continues in a new epoch), or 0 when
+// there was nothing to restore.
 func (m *Manager) restore(ctx context.Context, t cluster.Tenant, p tenantPaths) (uint64, error) {
 	if err := os.MkdirAll(p.pbData, 0o750); err != nil {
 		return 0, err
 	}
-	for epoch, n := t.Epoch, 0; epoch > 0 && n < maxEpochScan; epoch, n = epoch-1, n+1 {
-		// Both databases of an epoch are restored at once; auxiliary.db is
-		// kept only if data.db is there too.
-		aux := make(chan error, 1)
-		go func() {
-			_, err := m.restoreDB(ctx, t.ID, epoch, "auxiliary.db", p)
-			aux <- err
-		}()
-		found, err := m.restoreDB(ctx, t.ID, epoch, "data.db", p)
-		auxErr := <-aux
+	lowest := uint64(1)
+	if r := t.Restore; r != nil {
+		lowest = max(r.Since, 1)
+	}
+	for epoch, n := t.Epoch, 0; epoch >= lowest && n < maxEpochScan; epoch, n = epoch-1, n+1 {
+		found, err := m.restoreEpoch(ctx, t.ID, epoch, p, time.Time{})
+		if err != nil {
+			return 0, err
+		}
+		if found {
+			return epoch, nil
+		}
+	}
+	// No epoch since the restore has data yet: restore its point in time.
+	if r := t.Restore; r != nil {
+		from := r.From
+		if from == "" {
+			from = t.ID
+		}
+		found, err := m.restoreEpoch(ctx, from, r.Epoch, p, r.At)
 		if err != nil {
 			return 0, err
 		}
 		if !found {
-			if err := removeDB(filepath.Join(p.pbData, "auxiliary.db")); err != nil {
-				return 0, err
-			}
-			continue
+			return 0, cluster.Errorf(cluster.ErrStorageUnavailable, "tenant %s: the restore point (tenant %s, epoch %d, %s) is not in the object store",
+				t.ID, from, r.Epoch, r.At.Format(time.RFC3339Nano))
 		}
-		if auxErr != nil {
-			return 0, auxErr
+		m.logger.Info("tenant restored to a point in time", "tenant", t.ID, "from", from, "epoch", r.Epoch, "at", r.At)
+		if from != t.ID || r.Epoch >= t.Epoch {
+			// Not this tenant's history: continue in an epoch of its own.
+			return t.Epoch, nil
 		}
-		return epoch, nil
+		return r.Epoch, nil
 	}
 	return 0, nil
+}
+
+// restoreEpoch restores both databases of tenant id's epoch, at time at
+// (zero: the latest), and reports whether the epoch had data. auxiliary.db
+// is kept only if data.db is there too.
+func (m *Manager) restoreEpoch(ctx context.Context, id string, epoch uint64, p tenantPaths, at time.Time) (bool, error) {
+	aux := make(chan error, 1)
+	go func() {
+		_, err := m.restoreDB(ctx, id, epoch, "auxiliary.db", p, at)
+		aux <- err
+	}()
+	found, err := m.restoreDB(ctx, id, epoch, "data.db", p, at)
+	auxErr := <-aux
+	if err != nil {
+		return false, err
+	}
+	if !found {
+		return false, removeDB(filepath.Join(p.pbData, "auxiliary.db"))
+	}
+	return true, auxErr
 }
 
 // removeDB removes a SQLite database and its WAL and shared-memory files.
@@ -288,12 +322,12 @@ func removeDB(path string) error {
 	return nil
 }
 
-func (m *Manager) restoreDB(ctx context.Context, id string, epoch uint64, name string, p tenantPaths) (bool, error) {
+func (m *Manager) restoreDB(ctx context.Context, id string, epoch uint64, name string, p tenantPaths, at time.Time) (bool, error) {
 	client, err := m.replicaClient(id, epoch, name)
 	if err != nil {
 		return false, err
 	}
-	found, err := storage.Restore(ctx, client, filepath.Join(p.pbData, name))
+	found, err := storage.RestoreAt(ctx, client, filepath.Join(p.pbData, name), at)
 	if err != nil {
 		m.logger.Error("restore failed", "tenant", id, "db", name, "epoch", epoch, "error", err)
 		_ = os.Remove(filepath.Join(p.pbData, name))

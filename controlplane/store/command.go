@@ -113,6 +113,9 @@ type UpdateTenant struct {
 	Durability      *cluster.Durability  `json:"durability,omitempty"`
 	Suspended       *bool                `json:"suspended,omitempty"`
 	Quota           *cluster.TenantQuota `json:"quota,omitempty"`
+	// Restore goes with a new Epoch: what the tenant restarts from (see
+	// cluster.RestoreSpec); it replaces the tenant's earlier one.
+	Restore *cluster.RestoreSpec `json:"restore,omitempty"`
 }
 
 // CreateToken is the payload of CmdCreateToken. Its JSON form carries the

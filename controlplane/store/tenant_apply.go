@@ -131,6 +131,9 @@ func applyUpdateTenant(a *applyCtx) (any, *cluster.Error, error) {
 	if p.Epoch != nil {
 		t.Epoch = *p.Epoch
 	}
+	if p.Restore != nil {
+		t.Restore = p.Restore
+	}
 	if p.RestoreEpoch != nil {
 		t.RestoreEpoch = *p.RestoreEpoch
 	}
@@ -168,6 +171,12 @@ func checkUpdate(p *UpdateTenant, t *cluster.Tenant) *cluster.Error {
 	}
 	if q := p.Quota; q != nil && (q.StorageBytes < 0 || q.RequestsPerDay < 0) {
 		return cluster.Errorf(cluster.ErrInvalidInput, "tenant %q: quotas must not be negative", t.ID)
+	}
+	if p.Restore != nil && p.Epoch == nil {
+		return cluster.Errorf(cluster.ErrInvalidInput, "tenant %q: a restore goes with a new epoch", t.ID)
+	}
+	if cerr := checkRestore(p.Restore); cerr != nil {
+		return cerr
 	}
 	return nil
 }
@@ -221,7 +230,26 @@ func checkNewTenant(t *cluster.Tenant) *cluster.Error {
 	}
 	d, cerr := checkDurability(t.Durability)
 	t.Durability = d
-	return cerr
+	if cerr != nil {
+		return cerr
+	}
+	return checkRestore(t.Restore)
+}
+
+// checkRestore validates a restore spec.
+func checkRestore(r *cluster.RestoreSpec) *cluster.Error {
+	if r == nil {
+		return nil
+	}
+	if r.From != "" {
+		if err := cluster.ValidateTenantIDSyntax(r.From); err != nil {
+			return cluster.Errorf(cluster.ErrInvalidInput, "restore source: %v", err)
+		}
+	}
+	if r.Epoch == 0 || r.At.IsZero() {
+		return cluster.Errorf(cluster.ErrInvalidInput, "a restore needs an epoch and a time")
+	}
+	return nil
 }
 
 // checkDurability returns d, or async for "", or an error for an unknown
