@@ -40,6 +40,7 @@ const (
 	EventTenantUnsuspended = "tenant.unsuspended"
 	EventTenantQuota       = "tenant.quota_changed"
 	EventTenantDomains     = "tenant.domains_changed"
+	EventTenantPITR        = "tenant.point_in_time_restored"
 	EventNodeJoined        = "node.joined"
 	EventNodeActive        = "node.active"
 	EventNodeDraining      = "node.draining"

@@ -43,7 +43,11 @@ func applyCreateTenant(a *applyCtx) (any, *cluster.Error, error) {
 	t.DeletedAt, t.PurgeAfter = nil, nil
 	t.Domains = nil // only set_domains, which indexes them, sets domains
 	t.Version = a.index
-	a.event(cluster.Event{Type: EventTenantCreated, Tenant: t.ID, User: t.Owner, Node: t.Node})
+	created := cluster.Event{Type: EventTenantCreated, Tenant: t.ID, User: t.Owner, Node: t.Node}
+	if r := t.Restore; r != nil && r.From != "" {
+		created.Data = map[string]any{"fork_of": r.From, "at": r.At}
+	}
+	a.event(created)
 	return t, nil, putTenant(a.txn, t)
 }
 
@@ -335,6 +339,9 @@ func tenantUpdateEvents(a *applyCtx, p *UpdateTenant, t cluster.Tenant) {
 		} else {
 			ev(EventTenantUnsuspended, nil)
 		}
+	}
+	if r := p.Restore; r != nil {
+		ev(EventTenantPITR, map[string]any{"at": r.At, "from_epoch": r.Epoch})
 	}
 	if p.Quota != nil && *p.Quota != t.Quota {
 		ev(EventTenantQuota, map[string]any{"storage_bytes": p.Quota.StorageBytes, "requests_per_day": p.Quota.RequestsPerDay})
