@@ -18,7 +18,7 @@ import (
 
 // errBackupRestore is what a tenant gets for PocketBase's own backup
 // restore, which ends in an execve of the whole process (every tenant down).
-var errBackupRestore = errors.New("restoring a PocketBase backup in place is disabled on this platform; use the platform's tenant restore instead")
+var errBackupRestore = errors.New("restoring a PocketBase backup in place is disabled on this platform (it restarts the whole process); restore the tenant to a point in time with POST /api/cp/tenants/{id}/pitr on the platform API")
 
 // pbDBOptimizeJob is PocketBase's daily job that runs wal_checkpoint(TRUNCATE);
 // with Litestream attached it waits out the busy timeout and stalls every
