@@ -74,6 +74,10 @@ type RestoreSpec struct {
 	From  string    `json:"from,omitempty"`
 	Epoch uint64    `json:"epoch"`
 	At    time.Time `json:"at"`
+	// Archive, when set, is the object key of a tenant archive (a named
+	// backup or an import, under the tenant's own backups/) restored
+	// instead of a point of a replica.
+	Archive string `json:"archive,omitempty"`
 	// Since is the tenant's epoch when the restore was asked for: epochs
 	// from Since on hold what was written after the restore, and win over
 	// it once any of them has data.

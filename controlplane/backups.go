@@ -148,6 +148,15 @@ func (c *ControlPlane) handlePITR(w http.ResponseWriter, r *http.Request) {
 		cluster.WriteError(w, err)
 		return
 	}
+	// Another customer's tenant is "not found" whatever the body says.
+	t, err := c.ownedTenant(r, id)
+	if err == nil && t.State != cluster.TenantActive {
+		err = cluster.Errorf(cluster.ErrTenantNotFound, "tenant %s is deleted; restore it first", id)
+	}
+	if err != nil {
+		cluster.WriteError(w, err)
+		return
+	}
 	var req pitrRequest
 	if err := decodeJSON(w, r, c.cfg.MaxBodyBytes, &req); err != nil {
 		cluster.WriteError(w, err)
@@ -166,14 +175,6 @@ func (c *ControlPlane) handlePITR(w http.ResponseWriter, r *http.Request) {
 			cluster.WriteError(w, err)
 			return
 		}
-	}
-	t, err := c.ownedTenant(r, id)
-	if err == nil && t.State != cluster.TenantActive {
-		err = cluster.Errorf(cluster.ErrTenantNotFound, "tenant %s is deleted; restore it first", id)
-	}
-	if err != nil {
-		cluster.WriteError(w, err)
-		return
 	}
 	rp, err := c.restorePoints(r.Context(), t)
 	if err != nil {

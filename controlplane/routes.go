@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"net/http"
+	"regexp"
 	"strings"
 )
 
@@ -49,6 +50,12 @@ func (c *ControlPlane) routes() []route {
 		{"POST", "/api/cp/tenants/{id}/sso", accessCaller, c.write(c.handleSSO), "tenants", "A one-time URL that opens the tenant's admin UI signed in."},
 		{"GET", "/api/cp/tenants/{id}/restore-points", accessCaller, c.handleRestorePoints, "backups", "The tenant's restorable window, per ownership epoch."},
 		{"POST", "/api/cp/tenants/{id}/pitr", accessCaller, c.write(c.handlePITR), "backups", "Restore the tenant to a moment, in place ({timestamp}) or into a new tenant ({timestamp, fork})."},
+		{"GET", "/api/cp/tenants/{id}/export", accessCaller, c.handleExport, "backups", "The tenant as one archive (a PocketBase pb_data directory, gzipped tar)."},
+		{"POST", "/api/cp/tenants/import", accessCaller, c.write(c.handleImport), "backups", "Create a tenant (?id=) from an archive in the body."},
+		{"GET", "/api/cp/tenants/{id}/backups", accessCaller, c.handleListBackups, "backups", "The tenant's named backups."},
+		{"POST", "/api/cp/tenants/{id}/backups", accessCaller, c.handleCreateBackup, "backups", "Store a named backup of the tenant ({name}, default a timestamp)."},
+		{"DELETE", "/api/cp/tenants/{id}/backups/{name}", accessCaller, c.handleDeleteBackup, "backups", "Delete a named backup."},
+		{"POST", "/api/cp/tenants/{id}/backups/{name}/restore", accessCaller, c.write(c.handleRestoreBackup), "backups", "Restore a named backup in place (undoable like a point-in-time restore)."},
 		{"POST", "/api/cp/tenants/{id}/restore", accessOperator, c.write(c.handleRestoreTenant), "tenants", "Restore a deleted tenant within its grace period."},
 		{"POST", "/api/cp/tenants/{id}/admins", accessOperator, c.write(c.handleCreateAdmin), "tenants", "Create a PocketBase superuser in the tenant."},
 		{"PUT", "/api/cp/tenants/{id}/domains", accessOperator, c.write(c.handleSetDomains), "tenants", "Replace the tenant's custom domains."},
@@ -88,6 +95,8 @@ func (c *ControlPlane) routes() []route {
 		{"POST", "/api/cp/internal/sso/redeem", accessCluster, c.write(c.handleRedeemSSO), "internal", "Use up an SSO ticket for a tenant."},
 	}
 }
+
+var pathParam = regexp.MustCompile(`\{([a-z]+)\}`)
 
 // accessNames name the access levels in the OpenAPI document
 // (x-pbe-access on each operation).
@@ -130,8 +139,8 @@ func (c *ControlPlane) OpenAPI() map[string]any {
 			op["security"] = []any{map[string]any{sec: []string{}}}
 		}
 		var params []any
-		if strings.Contains(rt.path, "{id}") {
-			params = append(params, map[string]any{"name": "id", "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+		for _, m := range pathParam.FindAllStringSubmatch(rt.path, -1) {
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
 		if params != nil {
 			op["parameters"] = params

@@ -168,12 +168,22 @@ func databaseChecksum(f *os.File, pageSize, commit uint32) (ltx.Checksum, error)
 // quickCheck runs PRAGMA quick_check on the database at path and removes
 // the shared-memory and WAL files the check leaves.
 func quickCheck(ctx context.Context, path string) error {
+	return pragmaCheck(ctx, path, "quick_check")
+}
+
+// integrityCheck is quickCheck with PRAGMA integrity_check (which also
+// checks that indexes match their tables).
+func integrityCheck(ctx context.Context, path string) error {
+	return pragmaCheck(ctx, path, "integrity_check")
+}
+
+func pragmaCheck(ctx context.Context, path, pragma string) error {
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		return err
 	}
 	var res string
-	err = db.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&res)
+	err = db.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&res)
 	_ = db.Close()
 	_ = os.Remove(path + "-shm")
 	_ = os.Remove(path + "-wal")

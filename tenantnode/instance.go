@@ -1,6 +1,7 @@
 package tenantnode
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -268,7 +269,14 @@ func (m *Manager) restore(ctx context.Context, t cluster.Tenant, p tenantPaths) 
 			return epoch, nil
 		}
 	}
-	// No epoch since the restore has data yet: restore its point in time.
+	// No epoch since the restore has data yet: restore its archive or its
+	// point in time.
+	if r := t.Restore; r != nil && r.Archive != "" {
+		if err := m.restoreArchive(ctx, t, r.Archive, p); err != nil {
+			return 0, err
+		}
+		return t.Epoch, nil // continue in an epoch of its own
+	}
 	if r := t.Restore; r != nil {
 		from := r.From
 		if from == "" {
@@ -290,6 +298,30 @@ func (m *Manager) restore(ctx context.Context, t cluster.Tenant, p tenantPaths) 
 		return r.Epoch, nil
 	}
 	return 0, nil
+}
+
+// restoreArchive fills p.pbData with the databases of the tenant archive
+// at key, checked with PRAGMA integrity_check.
+func (m *Manager) restoreArchive(ctx context.Context, t cluster.Tenant, key string, p tenantPaths) error {
+	data, err := m.objects.Get(ctx, key)
+	if err != nil {
+		return cluster.Errorf(cluster.ErrStorageUnavailable, "tenant %s: its archive %s could not be read: %v", t.ID, key, err)
+	}
+	if _, err := storage.ReadArchive(bytes.NewReader(data), p.pbData, nil); err != nil {
+		return cluster.Errorf(cluster.ErrStorageUnavailable, "tenant %s: archive %s: %v", t.ID, key, err)
+	}
+	for _, name := range replicatedDBs {
+		path := filepath.Join(p.pbData, name)
+		if !exists(path) {
+			continue
+		}
+		if err := storage.CheckDatabase(ctx, path); err != nil {
+			_ = os.RemoveAll(p.pbData)
+			return cluster.Errorf(cluster.ErrStorageUnavailable, "tenant %s: archive %s: %v", t.ID, key, err)
+		}
+	}
+	m.logger.Info("tenant restored from an archive", "tenant", t.ID, "archive", key)
+	return nil
 }
 
 // restoreEpoch restores both databases of tenant id's epoch, at time at

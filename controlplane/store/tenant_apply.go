@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -179,7 +180,7 @@ func checkUpdate(p *UpdateTenant, t *cluster.Tenant) *cluster.Error {
 	if p.Restore != nil && p.Epoch == nil {
 		return cluster.Errorf(cluster.ErrInvalidInput, "tenant %q: a restore goes with a new epoch", t.ID)
 	}
-	if cerr := checkRestore(p.Restore); cerr != nil {
+	if cerr := checkRestore(p.Restore, t.ID); cerr != nil {
 		return cerr
 	}
 	return nil
@@ -237,12 +238,18 @@ func checkNewTenant(t *cluster.Tenant) *cluster.Error {
 	if cerr != nil {
 		return cerr
 	}
-	return checkRestore(t.Restore)
+	return checkRestore(t.Restore, t.ID)
 }
 
-// checkRestore validates a restore spec.
-func checkRestore(r *cluster.RestoreSpec) *cluster.Error {
+// checkRestore validates tenant id's restore spec.
+func checkRestore(r *cluster.RestoreSpec, id string) *cluster.Error {
 	if r == nil {
+		return nil
+	}
+	if r.Archive != "" {
+		if !strings.HasPrefix(r.Archive, "tenants/"+id+"/backups/") || strings.Contains(r.Archive, "..") {
+			return cluster.Errorf(cluster.ErrInvalidInput, "a restored archive must be one of the tenant's own backups")
+		}
 		return nil
 	}
 	if r.From != "" {
