@@ -58,13 +58,22 @@ type Tenant struct {
 	// Restore, while no epoch since the restore has a replica, says what
 	// the tenant's next owner restores: a point in time of one of its own
 	// epochs (a point-in-time restore) or of another tenant's (a fork).
-	Restore    *RestoreSpec `json:"restore,omitempty"`
-	CreatedAt  time.Time    `json:"created_at"`
-	UpdatedAt  time.Time    `json:"updated_at"`
-	DeletedAt  *time.Time   `json:"deleted_at,omitempty"`
-	PurgeAfter *time.Time   `json:"purge_after,omitempty"`
+	Restore *RestoreSpec `json:"restore,omitempty"`
+	// Backups schedules named backups (none when nil).
+	Backups    *BackupPolicy `json:"backups,omitempty"`
+	CreatedAt  time.Time     `json:"created_at"`
+	UpdatedAt  time.Time     `json:"updated_at"`
+	DeletedAt  *time.Time    `json:"deleted_at,omitempty"`
+	PurgeAfter *time.Time    `json:"purge_after,omitempty"`
 	// Version is the Raft index of the last change to this record.
 	Version uint64 `json:"version"`
+}
+
+// BackupPolicy schedules a tenant's named backups: one every Every
+// seconds, the newest Keep of them kept.
+type BackupPolicy struct {
+	EverySeconds int64 `json:"every_seconds"`
+	Keep         int   `json:"keep"`
 }
 
 // RestoreSpec is a point in time of a tenant's replica history that the

@@ -288,6 +288,8 @@ type updateTenantRequest struct {
 	// Suspended and Quota are for operators.
 	Suspended *bool                `json:"suspended"`
 	Quota     *cluster.TenantQuota `json:"quota"`
+	// Backups schedules named backups ({"every_seconds": 0} removes it).
+	Backups *cluster.BackupPolicy `json:"backups"`
 	// Version, if set, must be the tenant's current version (optimistic
 	// concurrency): a stale one gets 409.
 	Version uint64 `json:"version"`
@@ -308,9 +310,19 @@ func (c *ControlPlane) handleUpdateTenant(w http.ResponseWriter, r *http.Request
 		cluster.WriteError(w, err)
 		return
 	}
-	if req.Name == nil && req.Durability == nil && req.Suspended == nil && req.Quota == nil {
-		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, `send at least one of "name", "durability", "suspended" and "quota"`))
+	if req.Name == nil && req.Durability == nil && req.Suspended == nil && req.Quota == nil && req.Backups == nil {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, `send at least one of "name", "durability", "backups", "suspended" and "quota"`))
 		return
+	}
+	if b := req.Backups; b != nil && b.EverySeconds != 0 {
+		minEvery := int64(1)
+		if principal(r).Kind == auth.KindCustomer {
+			minEvery = int64(MinCustomerBackupInterval / time.Second)
+		}
+		if b.EverySeconds < minEvery || b.Keep < 1 || b.Keep > 1000 {
+			cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, `"backups" needs "every_seconds" of at least %d and "keep" of 1 to 1000 (or "every_seconds": 0 to stop)`, minEvery))
+			return
+		}
 	}
 	if (req.Suspended != nil || req.Quota != nil) && principal(r).Kind == auth.KindCustomer {
 		cluster.WriteError(w, cluster.Errorf(cluster.ErrForbidden, `"suspended" and "quota" are set by the operator; ask for more quota with POST /api/cp/quota-requests`))
@@ -332,7 +344,7 @@ func (c *ControlPlane) handleUpdateTenant(w http.ResponseWriter, r *http.Request
 	}
 	res, err := c.apply(r.Context(), store.CmdUpdateTenant, r.Header.Get(IdempotencyKeyHeader), store.UpdateTenant{
 		ID: id, ExpectedVersion: req.Version, Name: req.Name, Durability: req.Durability,
-		Suspended: req.Suspended, Quota: req.Quota,
+		Suspended: req.Suspended, Quota: req.Quota, Backups: req.Backups,
 	})
 	if err != nil {
 		cluster.WriteError(w, err)

@@ -92,6 +92,8 @@ type Config struct {
 	MailTemplates *email.Templates
 	// DefaultQuota is a new customer's quota.
 	DefaultQuota cluster.UserQuota
+	// BackupTick is how often the leader looks for scheduled backups due.
+	BackupTick time.Duration
 }
 
 // Defaults.
@@ -237,6 +239,7 @@ func (c *ControlPlane) Start(ctx context.Context) error {
 	c.goBackground(c.purger)
 	c.goBackground(c.failover)
 	c.goBackground(c.hooks.run)
+	c.goBackground(c.backupScheduler)
 	return nil
 }
 

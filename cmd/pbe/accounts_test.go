@@ -36,11 +36,14 @@ func linkIn(t *testing.T, text, marker string) string {
 	return ""
 }
 
+// startAccountsMail starts the SMTP server the platform's e-mails go to.
+func startAccountsMail(t *testing.T) *smtptest.Server { return smtptest.Start(t) }
+
 // startAccountsServer starts a platform that sends its e-mails to a real
 // SMTP server in the test process.
 func startAccountsServer(t *testing.T) (*testServer, *smtptest.Server) {
 	t.Helper()
-	mail := smtptest.Start(t)
+	mail := startAccountsMail(t)
 	s := startServer(t, t.TempDir(), func(o *serveOptions) {
 		o.smtp = mail.URL()
 	})

@@ -193,6 +193,7 @@ func (p *platform) startControlPlane(ctx context.Context, o *serveOptions, objec
 	cfg.AdminTokenFile = filepath.Join(o.dir, "admin.token")
 	cfg.DeleteGrace = o.deleteGrace
 	cfg.PurgeInterval = o.purgeInterval
+	cfg.BackupTick = o.backupTick
 	cfg.PublicURL = o.publicURL
 	cfg.Domain = o.domain
 	cfg.Lease = o.lease

@@ -41,6 +41,7 @@ type serveOptions struct {
 	replicationInterval time.Duration
 	shutdownTimeout     time.Duration
 	purgeInterval       time.Duration                     // not a flag: how often deleted tenants past their grace are purged
+	backupTick          time.Duration                     // not a flag: how often scheduled backups are looked for
 	diskCheckInterval   time.Duration                     // not a flag: how often free disk is measured
 	freeDisk            func(path string) (uint64, error) // not a flag: measures free disk (nil: statfs)
 	logLevel            string

@@ -101,6 +101,7 @@ var handlers = map[string]handler{
 	CmdCreateWebhook:      {applyCreateWebhook, resultAs[cluster.Webhook]},
 	CmdDeleteWebhook:      {applyDeleteWebhook, resultAs[cluster.Webhook]},
 	CmdAdvanceWebhook:     {applyAdvanceWebhook, resultAs[cluster.Webhook]},
+	CmdRecordEvents:       {applyRecordEvents, resultAs[struct{}]},
 }
 
 func resultAs[T any](raw json.RawMessage) (any, error) {

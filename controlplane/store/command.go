@@ -42,6 +42,7 @@ const (
 	CmdCreateWebhook      = "create_webhook"
 	CmdDeleteWebhook      = "delete_webhook"
 	CmdAdvanceWebhook     = "advance_webhook"
+	CmdRecordEvents       = "record_events"
 )
 
 // CommandVersion is the version this code writes and the only one it
@@ -116,6 +117,8 @@ type UpdateTenant struct {
 	// Restore goes with a new Epoch: what the tenant restarts from (see
 	// cluster.RestoreSpec); it replaces the tenant's earlier one.
 	Restore *cluster.RestoreSpec `json:"restore,omitempty"`
+	// Backups replaces the backup schedule; a zero EverySeconds removes it.
+	Backups *cluster.BackupPolicy `json:"backups,omitempty"`
 }
 
 // CreateToken is the payload of CmdCreateToken. Its JSON form carries the
@@ -228,6 +231,7 @@ var payloadTypes = map[string]reflect.Type{
 	CmdCreateWebhook:      reflect.TypeFor[CreateWebhook](),
 	CmdDeleteWebhook:      reflect.TypeFor[DeleteWebhook](),
 	CmdAdvanceWebhook:     reflect.TypeFor[AdvanceWebhook](),
+	CmdRecordEvents:       reflect.TypeFor[RecordEvents](),
 }
 
 // EncodeCommand returns the log entry for a command of type typ. payload must

@@ -41,6 +41,8 @@ const (
 	EventTenantQuota       = "tenant.quota_changed"
 	EventTenantDomains     = "tenant.domains_changed"
 	EventTenantPITR        = "tenant.point_in_time_restored"
+	EventBackupCreated     = "backup.created"
+	EventBackupFailed      = "backup.failed"
 	EventNodeJoined        = "node.joined"
 	EventNodeActive        = "node.active"
 	EventNodeDraining      = "node.draining"
@@ -182,4 +184,27 @@ func (s *Store) eventsWritten() {
 	close(s.eventsCh)
 	s.eventsCh = make(chan struct{})
 	s.eventsMu.Unlock()
+}
+
+// RecordEvents is the payload of CmdRecordEvents: events of work done
+// outside the state machine (a scheduled backup), published through the
+// log like the others.
+type RecordEvents struct {
+	Events []cluster.Event `json:"events"`
+}
+
+func applyRecordEvents(a *applyCtx) (any, *cluster.Error, error) {
+	p, err := decodePayload[RecordEvents](a.cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range p.Events {
+		if e.Type == "" || len(e.Type) > 60 {
+			return nil, cluster.Errorf(cluster.ErrInvalidInput, "an event needs a type of at most 60 bytes"), nil
+		}
+	}
+	for _, e := range p.Events {
+		a.event(e)
+	}
+	return nil, nil, nil
 }

@@ -139,6 +139,12 @@ func applyUpdateTenant(a *applyCtx) (any, *cluster.Error, error) {
 	if p.Restore != nil {
 		t.Restore = p.Restore
 	}
+	if p.Backups != nil {
+		t.Backups = p.Backups
+		if p.Backups.EverySeconds == 0 {
+			t.Backups = nil
+		}
+	}
 	if p.RestoreEpoch != nil {
 		t.RestoreEpoch = *p.RestoreEpoch
 	}
@@ -157,7 +163,7 @@ func applyUpdateTenant(a *applyCtx) (any, *cluster.Error, error) {
 
 // checkUpdate validates an update against the tenant's current record.
 func checkUpdate(p *UpdateTenant, t *cluster.Tenant) *cluster.Error {
-	if p.Name == nil && p.Node == nil && p.Epoch == nil && p.RestoreEpoch == nil && p.Durability == nil && p.Suspended == nil && p.Quota == nil {
+	if p.Name == nil && p.Node == nil && p.Epoch == nil && p.RestoreEpoch == nil && p.Durability == nil && p.Suspended == nil && p.Quota == nil && p.Backups == nil {
 		return cluster.Errorf(cluster.ErrInvalidInput, "update tenant %q: no field to change", p.ID)
 	}
 	if p.ExpectedVersion != 0 && p.ExpectedVersion != t.Version {
@@ -176,6 +182,9 @@ func checkUpdate(p *UpdateTenant, t *cluster.Tenant) *cluster.Error {
 	}
 	if q := p.Quota; q != nil && (q.StorageBytes < 0 || q.RequestsPerDay < 0) {
 		return cluster.Errorf(cluster.ErrInvalidInput, "tenant %q: quotas must not be negative", t.ID)
+	}
+	if b := p.Backups; b != nil && (b.EverySeconds < 0 || b.Keep < 0 || b.Keep > 1000 || b.EverySeconds > 0 && b.Keep == 0) {
+		return cluster.Errorf(cluster.ErrInvalidInput, "tenant %q: a backup schedule needs a positive interval and keeps 1 to 1000 backups", t.ID)
 	}
 	if p.Restore != nil && p.Epoch == nil {
 		return cluster.Errorf(cluster.ErrInvalidInput, "tenant %q: a restore goes with a new epoch", t.ID)

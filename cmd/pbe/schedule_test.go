@@ -1,0 +1,56 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBackups_ScheduledWithRetention(t *testing.T) {
+	mailSrv := startAccountsMail(t)
+	s := startServer(t, t.TempDir(), func(o *serveOptions) {
+		o.smtp = mailSrv.URL()
+		o.backupTick = 100 * time.Millisecond
+	})
+	alice := signup(t, s, mailSrv, "alice@example.com", true)
+	mustStatus(t, alice.api("POST", "/api/cp/tenants", map[string]any{"id": "shop",
+		"admin": map[string]string{"email": "admin@shop.test", "password": "password-shop"}}), http.StatusCreated)
+	s.createPostsCollection("shop", s.superuserToken("shop"))
+	s.createPost("shop", "A")
+
+	// Customers may not back up more often than hourly; bad schedules are refused.
+	mustStatus(t, alice.api("PATCH", "/api/cp/tenants/shop", map[string]any{"backups": map[string]any{"every_seconds": 60, "keep": 2}}), http.StatusBadRequest)
+	mustStatus(t, s.api("PATCH", "/api/cp/tenants/shop", map[string]any{"backups": map[string]any{"every_seconds": 1, "keep": 0}}), http.StatusBadRequest)
+	mustStatus(t, alice.api("PATCH", "/api/cp/tenants/shop", map[string]any{"backups": map[string]any{"every_seconds": 3600, "keep": 2}}), http.StatusOK)
+	// The operator makes it every second.
+	mustStatus(t, s.api("PATCH", "/api/cp/tenants/shop", map[string]any{"backups": map[string]any{"every_seconds": 1, "keep": 2}}), http.StatusOK)
+
+	// Three backups are made; only the newest two are kept.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r := s.api("GET", "/api/cp/events?types=backup.*&after=00000000000000000000-0000", nil)
+		mustStatus(t, r, http.StatusOK)
+		if strings.Count(string(r.body), `"backup.created"`) >= 3 {
+			break
+		}
+		if strings.Contains(string(r.body), "backup.failed") {
+			t.Fatalf("a scheduled backup failed: %s", r.body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scheduled backups did not happen: %s", r.body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r := alice.api("GET", "/api/cp/tenants/shop/backups", nil)
+	mustStatus(t, r, http.StatusOK)
+	if n := strings.Count(string(r.body), `"auto-`); n != 2 {
+		t.Fatalf("%d automatic backups kept, want 2: %s", n, r.body)
+	}
+	// Stopping the schedule.
+	mustStatus(t, alice.api("PATCH", "/api/cp/tenants/shop", map[string]any{"backups": map[string]any{"every_seconds": 0}}), http.StatusOK)
+	r = alice.api("GET", "/api/cp/tenants/shop", nil)
+	if strings.Contains(string(r.body), `"backups"`) {
+		t.Fatalf("schedule not removed: %s", r.body)
+	}
+}
