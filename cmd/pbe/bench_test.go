@@ -91,11 +91,14 @@ type benchPlatform struct {
 	client *http.Client
 }
 
-func startBenchPlatform(b *testing.B) *benchPlatform {
+func startBenchPlatform(b *testing.B, mutate ...func(*serveOptions)) *benchPlatform {
 	b.Helper()
 	o := defaultServeOptions()
 	o.httpAddr = "127.0.0.1:0"
 	o.dir = b.TempDir()
+	for _, m := range mutate {
+		m(&o)
+	}
 	if err := o.validate(); err != nil {
 		b.Fatal(err)
 	}
