@@ -59,6 +59,10 @@ type Tenant struct {
 	// the tenant's next owner restores: a point in time of one of its own
 	// epochs (a point-in-time restore) or of another tenant's (a fork).
 	Restore *RestoreSpec `json:"restore,omitempty"`
+	// ArchivedAt is when the tenant was archived for being idle: its
+	// history was folded into one archive and no node holds it. The next
+	// request (or an unarchive) opens it from the archive and clears this.
+	ArchivedAt *time.Time `json:"archived_at,omitempty"`
 	// Backups schedules named backups (none when nil).
 	Backups    *BackupPolicy `json:"backups,omitempty"`
 	CreatedAt  time.Time     `json:"created_at"`

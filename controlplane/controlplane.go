@@ -94,6 +94,10 @@ type Config struct {
 	DefaultQuota cluster.UserQuota
 	// BackupTick is how often the leader looks for scheduled backups due.
 	BackupTick time.Duration
+	// ArchiveAfter is how long a tenant stays idle before it is archived
+	// (0: never); ArchiveTick how often the leader looks.
+	ArchiveAfter time.Duration
+	ArchiveTick  time.Duration
 }
 
 // Defaults.
@@ -240,6 +244,7 @@ func (c *ControlPlane) Start(ctx context.Context) error {
 	c.goBackground(c.failover)
 	c.goBackground(c.hooks.run)
 	c.goBackground(c.backupScheduler)
+	c.goBackground(c.archiver)
 	return nil
 }
 

@@ -29,8 +29,10 @@ const (
 // renewed its lease and what it reported. It is not replicated: a new
 // leader starts empty and waits a lease before acting on it.
 type fleet struct {
-	mu          sync.Mutex
-	seen        map[string]nodeReport
+	mu   sync.Mutex
+	seen map[string]nodeReport
+	// lastActive is when a node last reported each tenant active.
+	lastActive  map[string]time.Time
 	leaderSince time.Time // zero when not leader
 	// pending counts tenants assigned to a node since its last report.
 	pending map[string]int
@@ -43,14 +45,14 @@ type nodeReport struct {
 }
 
 func newFleet() *fleet {
-	return &fleet{seen: map[string]nodeReport{}, pending: map[string]int{}}
+	return &fleet{seen: map[string]nodeReport{}, pending: map[string]int{}, lastActive: map[string]time.Time{}}
 }
 
 // lead resets the view for a new term of leadership (or its end).
 func (f *fleet) lead(leader bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.seen, f.pending = map[string]nodeReport{}, map[string]int{}
+	f.seen, f.pending, f.lastActive = map[string]nodeReport{}, map[string]int{}, map[string]time.Time{}
 	f.leaderSince = time.Time{}
 	if leader {
 		f.leaderSince = time.Now()
@@ -61,8 +63,10 @@ func (f *fleet) record(hb cluster.Heartbeat) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	tenants := make(map[string]cluster.TenantReport, len(hb.Tenants))
+	now := time.Now()
 	for _, r := range hb.Tenants {
 		tenants[r.ID] = r
+		f.lastActive[r.ID] = now
 	}
 	hb.Tenants = nil
 	f.seen[hb.Node] = nodeReport{at: time.Now(), hb: hb, tenants: tenants}
@@ -87,6 +91,21 @@ func (f *fleet) settled(lease, margin time.Duration) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return !f.leaderSince.IsZero() && time.Since(f.leaderSince) > lease+margin
+}
+
+// idle reports whether no node has reported tenant active for longer than
+// d, counting from when this leader took office at the earliest.
+func (f *fleet) idle(tenant string, d time.Duration) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.leaderSince.IsZero() {
+		return false
+	}
+	last := f.leaderSince
+	if t, ok := f.lastActive[tenant]; ok && t.After(last) {
+		last = t
+	}
+	return time.Since(last) > d
 }
 
 // tenantReport returns what node last reported about tenant.

@@ -56,6 +56,8 @@ func (c *ControlPlane) routes() []route {
 		{"POST", "/api/cp/tenants/{id}/backups", accessCaller, c.handleCreateBackup, "backups", "Store a named backup of the tenant ({name}, default a timestamp)."},
 		{"DELETE", "/api/cp/tenants/{id}/backups/{name}", accessCaller, c.handleDeleteBackup, "backups", "Delete a named backup."},
 		{"POST", "/api/cp/tenants/{id}/backups/{name}/restore", accessCaller, c.write(c.handleRestoreBackup), "backups", "Restore a named backup in place (undoable like a point-in-time restore)."},
+		{"POST", "/api/cp/tenants/{id}/archive", accessOperator, c.write(c.handleArchive), "backups", "Archive the tenant now (as idle tenants are archived)."},
+		{"POST", "/api/cp/tenants/{id}/unarchive", accessOperator, c.write(c.handleUnarchive), "backups", "Open an archived tenant now (its next request would)."},
 		{"POST", "/api/cp/tenants/{id}/restore", accessOperator, c.write(c.handleRestoreTenant), "tenants", "Restore a deleted tenant within its grace period."},
 		{"POST", "/api/cp/tenants/{id}/admins", accessOperator, c.write(c.handleCreateAdmin), "tenants", "Create a PocketBase superuser in the tenant."},
 		{"PUT", "/api/cp/tenants/{id}/domains", accessOperator, c.write(c.handleSetDomains), "tenants", "Replace the tenant's custom domains."},

@@ -194,6 +194,7 @@ func (p *platform) startControlPlane(ctx context.Context, o *serveOptions, objec
 	cfg.DeleteGrace = o.deleteGrace
 	cfg.PurgeInterval = o.purgeInterval
 	cfg.BackupTick = o.backupTick
+	cfg.ArchiveAfter, cfg.ArchiveTick = o.archiveAfter, o.archiveTick
 	cfg.PublicURL = o.publicURL
 	cfg.Domain = o.domain
 	cfg.Lease = o.lease

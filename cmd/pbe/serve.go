@@ -42,10 +42,13 @@ type serveOptions struct {
 	shutdownTimeout     time.Duration
 	purgeInterval       time.Duration                     // not a flag: how often deleted tenants past their grace are purged
 	backupTick          time.Duration                     // not a flag: how often scheduled backups are looked for
+	archiveTick         time.Duration                     // not a flag: how often idle tenants are looked for
 	diskCheckInterval   time.Duration                     // not a flag: how often free disk is measured
 	freeDisk            func(path string) (uint64, error) // not a flag: measures free disk (nil: statfs)
 	logLevel            string
 	logFormat           string
+
+	archiveAfter time.Duration
 
 	// Customer accounts and e-mail.
 	smtp              string
@@ -81,6 +84,7 @@ func defaultServeOptions() serveOptions {
 		maxBody:             gateway.DefaultMaxBodyBytes,
 		deleteGrace:         controlplane.DefaultDeleteGrace,
 		defaultMaxTenants:   cluster.DefaultMaxTenants,
+		archiveAfter:        30 * 24 * time.Hour,
 		replicationInterval: time.Second,
 		shutdownTimeout:     30 * time.Second,
 		purgeInterval:       controlplane.DefaultPurgeInterval,
@@ -140,6 +144,7 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.StringVar(&o.smtp, "smtp", "", "SMTP server for the platform's e-mails: smtp://user:pass@host:587 (STARTTLS) or smtps://user:pass@host:465 (empty: e-mails are written to {dir}/mail/ and logged)")
 	f.StringVar(&o.mailFrom, "mail-from", "", "sender of the platform's e-mails (default pbe <noreply@{domain}>)")
 	f.StringVar(&o.mailTemplates, "mail-templates", "", "directory of e-mail templates overriding the built-in ones ({name}.subject, {name}.txt, {name}.html)")
+	f.DurationVar(&o.archiveAfter, "archive-after", o.archiveAfter, "archive a tenant idle for this long: its history is folded into one archive and it is opened from it on its next request (0: never)")
 	f.IntVar(&o.defaultMaxTenants, "default-max-tenants", o.defaultMaxTenants, "how many tenants a new customer may create")
 	f.StringVar(&o.advertiseHTTP, "advertise-http", "", "host:port other control-plane nodes reach this node's API at (default --http)")
 	f.StringVar(&o.raftBind, "raft-bind", "", "host:port for Raft traffic between control-plane nodes (empty: single node, no Raft port)")

@@ -117,6 +117,9 @@ type UpdateTenant struct {
 	// Restore goes with a new Epoch: what the tenant restarts from (see
 	// cluster.RestoreSpec); it replaces the tenant's earlier one.
 	Restore *cluster.RestoreSpec `json:"restore,omitempty"`
+	// Archive marks the tenant archived (with a new Epoch, no Node and a
+	// Restore of its archive). Assigning it a node clears the mark.
+	Archive bool `json:"archive,omitempty"`
 	// Backups replaces the backup schedule; a zero EverySeconds removes it.
 	Backups *cluster.BackupPolicy `json:"backups,omitempty"`
 }

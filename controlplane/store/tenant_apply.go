@@ -132,6 +132,15 @@ func applyUpdateTenant(a *applyCtx) (any, *cluster.Error, error) {
 	}
 	if p.Node != nil {
 		t.Node = *p.Node
+		if t.Node != "" && t.ArchivedAt != nil {
+			t.ArchivedAt = nil
+			a.event(cluster.Event{Type: EventTenantUnarchived, Tenant: t.ID, User: t.Owner, Node: t.Node})
+		}
+	}
+	if p.Archive {
+		now := a.now
+		t.ArchivedAt = &now
+		a.event(cluster.Event{Type: EventTenantArchived, Tenant: t.ID, User: t.Owner})
 	}
 	if p.Epoch != nil {
 		t.Epoch = *p.Epoch
@@ -163,7 +172,7 @@ func applyUpdateTenant(a *applyCtx) (any, *cluster.Error, error) {
 
 // checkUpdate validates an update against the tenant's current record.
 func checkUpdate(p *UpdateTenant, t *cluster.Tenant) *cluster.Error {
-	if p.Name == nil && p.Node == nil && p.Epoch == nil && p.RestoreEpoch == nil && p.Durability == nil && p.Suspended == nil && p.Quota == nil && p.Backups == nil {
+	if p.Name == nil && p.Node == nil && p.Epoch == nil && p.RestoreEpoch == nil && p.Durability == nil && p.Suspended == nil && p.Quota == nil && p.Backups == nil && !p.Archive {
 		return cluster.Errorf(cluster.ErrInvalidInput, "update tenant %q: no field to change", p.ID)
 	}
 	if p.ExpectedVersion != 0 && p.ExpectedVersion != t.Version {
@@ -185,6 +194,9 @@ func checkUpdate(p *UpdateTenant, t *cluster.Tenant) *cluster.Error {
 	}
 	if b := p.Backups; b != nil && (b.EverySeconds < 0 || b.Keep < 0 || b.Keep > 1000 || b.EverySeconds > 0 && b.Keep == 0) {
 		return cluster.Errorf(cluster.ErrInvalidInput, "tenant %q: a backup schedule needs a positive interval and keeps 1 to 1000 backups", t.ID)
+	}
+	if p.Archive && (p.Epoch == nil || p.Restore == nil || p.Restore.Archive == "" || p.Node == nil || *p.Node != "") {
+		return cluster.Errorf(cluster.ErrInvalidInput, "tenant %q: archiving needs a new epoch, no node and the restore of its archive", t.ID)
 	}
 	if p.Restore != nil && p.Epoch == nil {
 		return cluster.Errorf(cluster.ErrInvalidInput, "tenant %q: a restore goes with a new epoch", t.ID)
@@ -342,7 +354,7 @@ func tenantUpdateEvents(a *applyCtx, p *UpdateTenant, t cluster.Tenant) {
 	ev := func(typ string, data map[string]any) {
 		a.event(cluster.Event{Type: typ, Tenant: t.ID, User: t.Owner, Node: t.Node, Data: data})
 	}
-	if p.Node != nil && *p.Node != t.Node {
+	if p.Node != nil && *p.Node != t.Node && *p.Node != "" {
 		if t.Node == "" {
 			a.event(cluster.Event{Type: EventTenantPlaced, Tenant: t.ID, User: t.Owner, Node: *p.Node})
 		} else {
@@ -356,7 +368,11 @@ func tenantUpdateEvents(a *applyCtx, p *UpdateTenant, t cluster.Tenant) {
 			ev(EventTenantUnsuspended, nil)
 		}
 	}
-	if r := p.Restore; r != nil {
+	switch r := p.Restore; {
+	case r == nil || p.Archive:
+	case r.Archive != "":
+		ev(EventTenantBackupRestored, map[string]any{"archive": r.Archive})
+	default:
 		ev(EventTenantPITR, map[string]any{"at": r.At, "from_epoch": r.Epoch})
 	}
 	if p.Quota != nil && *p.Quota != t.Quota {

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestArchiving_IdleTenantIsArchivedAndComesBackOnItsNextRequest(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir, func(o *serveOptions) {
+		o.archiveAfter = 2 * time.Second
+		o.archiveTick = 200 * time.Millisecond
+		o.idleTimeout = 500 * time.Millisecond
+	})
+	token := s.createTenant("sleepy")
+	s.createPostsCollection("sleepy", token)
+	s.createPost("sleepy", "before the nap")
+
+	// Idle: evicted, then archived.
+	type record struct {
+		ArchivedAt *time.Time `json:"archived_at"`
+		Node       string
+	}
+	var tn record
+	deadline := time.Now().Add(60 * time.Second)
+	for tn.ArchivedAt == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle tenant was never archived")
+		}
+		time.Sleep(100 * time.Millisecond)
+		r := s.api("GET", "/api/cp/tenants/sleepy", nil)
+		mustStatus(t, r, http.StatusOK)
+		tn = record{}
+		r.json(t, &tn)
+	}
+	if tn.Node != "" {
+		ev := s.api("GET", "/api/cp/events?after=00000000000000000000-0000", nil)
+		t.Fatalf("an archived tenant is still on node %q: %s", tn.Node, ev.body)
+	}
+	// Its history is one archive; the replicas and the local copy are gone.
+	objects := filepath.Join(dir, "objects", "tenants", "sleepy")
+	if _, err := os.Stat(filepath.Join(objects, "litestream")); !os.IsNotExist(err) {
+		t.Fatalf("replica history kept: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(objects, "backups", "archived.tar.gz")); err != nil {
+		t.Fatalf("no archive: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tenants", "sleepy")); !os.IsNotExist(err) {
+		t.Fatalf("local copy kept: %v", err)
+	}
+	r := s.api("GET", "/api/cp/events?types=tenant.archived&after=00000000000000000000-0000", nil)
+	if !strings.Contains(string(r.body), `"sleepy"`) {
+		t.Fatalf("no tenant.archived event: %s", r.body)
+	}
+
+	// The next request opens it from the archive, transparently.
+	if got := strings.Join(s.postTitles("sleepy"), ","); got != "before the nap" {
+		t.Fatalf("after unarchiving: %q", got)
+	}
+	r = s.api("GET", "/api/cp/tenants/sleepy", nil)
+	tn = record{}
+	r.json(t, &tn)
+	if tn.ArchivedAt != nil || tn.Node == "" {
+		t.Fatalf("tenant after its first request: %s", r.body)
+	}
+	s.createPost("sleepy", "after the nap")
+
+	// By hand: archive now, unarchive now.
+	mustStatus(t, s.api("POST", "/api/cp/tenants/sleepy/archive", nil), http.StatusOK)
+	r = s.api("POST", "/api/cp/tenants/sleepy/unarchive", nil)
+	mustStatus(t, r, http.StatusOK)
+	if got := strings.Join(s.postTitles("sleepy"), ","); got != "before the nap,after the nap" {
+		t.Fatalf("after archiving by hand: %q", got)
+	}
+}
