@@ -106,7 +106,16 @@ func (m *Manager) activate(e *entry, previousStop <-chan struct{}) {
 		}
 	}
 	start := time.Now()
+	activated := m.metrics.ActivationStarted()
 	inst, err := m.openTenant(ctx, e.id)
+	if err == nil {
+		activated(activationKind(inst.from))
+		if !m.cfg.DisableMetrics {
+			inst.metrics = m.metrics.Tenant(e.id)
+		}
+	} else {
+		activated("")
+	}
 	m.mu.Lock()
 	e.inst, e.err = inst, err
 	if err != nil {

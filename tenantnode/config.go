@@ -48,6 +48,10 @@ type Config struct {
 	Replication storage.ReplicationConfig
 	// Logger receives the node's logs.
 	Logger *slog.Logger
+	// DisableMetrics turns off per-request metrics recording (the
+	// benchmark that measures its cost sets it); activations, evictions
+	// and the scrape-time gauges are still exported.
+	DisableMetrics bool
 }
 
 // Defaults.

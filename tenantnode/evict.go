@@ -65,9 +65,11 @@ func (m *Manager) stop(ctx context.Context, e *entry) error {
 			m.logger.Error("tenant stop failed", "tenant", e.id, "error", err)
 		} else {
 			m.evictions.Add(1)
+			m.metrics.Evicted()
 			m.logger.Info("tenant evicted", "tenant", e.id)
 		}
 	}
+	m.metrics.DeleteTenant(e.id) // before a new activation can resolve them again
 	m.mu.Lock()
 	if ch := m.stopping[e.id]; ch != nil {
 		close(ch)

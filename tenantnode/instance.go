@@ -19,6 +19,7 @@ import (
 
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/internal/atomicfile"
+	"github.com/pbe/pbe/metrics"
 	"github.com/pbe/pbe/storage"
 )
 
@@ -42,6 +43,11 @@ type instance struct {
 	// like syncWrites it follows UpdateTenant, while tenant stays the
 	// record the instance was opened with.
 	quota *quotaState
+	// from is where the data came from when the instance opened.
+	from origin
+	// metrics are the tenant's pre-resolved series; nil when the node
+	// records no per-request metrics. Set before the instance is ready.
+	metrics *metrics.Tenant
 }
 
 // tenantPaths is a tenant's local cache directory:
@@ -99,7 +105,7 @@ func (m *Manager) open(ctx context.Context, t cluster.Tenant) (*instance, error)
 	if err != nil {
 		return nil, fmt.Errorf("open tenant %s: %w", t.ID, err)
 	}
-	inst := &instance{tenant: t, paths: p, app: app}
+	inst := &instance{tenant: t, paths: p, app: app, from: origin}
 	if err := m.startInstance(ctx, inst, origin); err != nil {
 		m.closeInstance(context.WithoutCancel(ctx), inst)
 		return nil, fmt.Errorf("open tenant %s: %w", t.ID, err)

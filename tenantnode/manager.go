@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/metrics"
 	"github.com/pbe/pbe/storage"
 	"github.com/pbe/pbe/tenantnode/cache"
 )
@@ -76,6 +77,7 @@ type Manager struct {
 	evictions   atomic.Int64
 	requests    atomic.Int64 // since the last heartbeat
 	loadAt      atomic.Int64 // unix nanos of the last heartbeat
+	metrics     *metrics.TenantNode
 
 	wg   sync.WaitGroup
 	quit chan struct{}
@@ -141,6 +143,7 @@ func NewManager(cfg Config, objects storage.ObjectStore, cp ControlPlane) (*Mana
 		released:  map[string]uint64{},
 		disowned:  map[string]bool{},
 		quit:      make(chan struct{}),
+		metrics:   metrics.NewTenantNode(),
 	}, nil
 }
 

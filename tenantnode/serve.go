@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/pocketbase/pocketbase/core"
@@ -43,49 +42,22 @@ func (m *Manager) ServeTenantAt(w http.ResponseWriter, r *http.Request, id strin
 		return
 	}
 	defer m.release(e, stream)
-	if !e.inst.quota.admit(w, r, time.Now()) {
+	tw := &tenantWriter{ResponseWriter: w}
+	if mt := e.inst.metrics; mt != nil {
+		start := time.Now()
+		mt.Begin(stream)
+		defer func() { mt.End(stream, tw.statusOr(http.StatusOK), time.Since(start)) }()
+	}
+	if !e.inst.quota.admit(tw, r, time.Now()) {
 		return // suspended, or over a quota: answered
 	}
 	if r.URL.Path == cluster.SSOPath {
-		m.serveSSO(w, r, id, e.inst)
+		m.serveSSO(tw, r, id, e.inst)
 		return
 	}
-	e.inst.handler.ServeHTTP(internalHeaderFilter{w}, r)
+	tw.filter = true
+	e.inst.handler.ServeHTTP(tw, r)
 }
-
-// internalHeaderFilter keeps a tenant's own responses from carrying the
-// platform's internal headers (a hook setting X-Pbe-Error could otherwise
-// make gateways hold its requests).
-type internalHeaderFilter struct{ http.ResponseWriter }
-
-func (f internalHeaderFilter) strip() {
-	h := f.ResponseWriter.Header()
-	for k := range h {
-		if strings.HasPrefix(k, "X-Pbe-") {
-			delete(h, k)
-		}
-	}
-}
-
-func (f internalHeaderFilter) WriteHeader(code int) {
-	f.strip()
-	f.ResponseWriter.WriteHeader(code)
-}
-
-func (f internalHeaderFilter) Write(b []byte) (int, error) {
-	f.strip()
-	return f.ResponseWriter.Write(b)
-}
-
-// Flush lets realtime streams through.
-func (f internalHeaderFilter) Flush() {
-	if fl, ok := f.ResponseWriter.(http.Flusher); ok {
-		fl.Flush()
-	}
-}
-
-// Unwrap gives http.ResponseController the underlying writer.
-func (f internalHeaderFilter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 // CreateSuperuser creates a PocketBase superuser in tenant id, activating
 // the tenant if needed. A value PocketBase refuses (e-mail taken or

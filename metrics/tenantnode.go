@@ -1,0 +1,179 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Activation kinds, the kind label of activation metrics.
+const (
+	ActivationCold = "cold" // restored from the object store
+	ActivationWarm = "warm" // reopened from the node's local copy
+	ActivationNew  = "new"  // a tenant that had never been written
+)
+
+// TenantNode is the metrics a tenant node records as it serves. It is a
+// prometheus.Collector of the recorded series only; the gauges read at
+// scrape time (storage, replication, active tenants) are the tenant
+// node's own collector, which uses the Desc values below.
+type TenantNode struct {
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	errors      *prometheus.CounterVec
+	inFlight    *prometheus.GaugeVec
+	realtime    *prometheus.GaugeVec
+	activations *prometheus.CounterVec
+	activating  prometheus.Gauge
+	activationT *prometheus.HistogramVec
+	evictions   prometheus.Counter
+}
+
+// Descriptions of the tenant node's scrape-time gauges.
+var (
+	DescTenantDBBytes = prometheus.NewDesc("pbe_tenant_db_bytes",
+		"Used size of the tenant's data.db and auxiliary.db, as last measured.", []string{"tenant"}, nil)
+	DescTenantFileBytes = prometheus.NewDesc("pbe_tenant_file_bytes",
+		"Size of the tenant's uploaded files.", []string{"tenant"}, nil)
+	DescTenantReplicationLag = prometheus.NewDesc("pbe_tenant_replication_lag_seconds",
+		"Seconds since the object store last held all of the tenant's commits (checked every heartbeat).", []string{"tenant"}, nil)
+	DescTenantLastReplicated = prometheus.NewDesc("pbe_tenant_last_replicated_timestamp_seconds",
+		"Unix time of the last successful sync of the tenant's data.db to the object store.", []string{"tenant"}, nil)
+	DescTenantStorageHeadroom = prometheus.NewDesc("pbe_tenant_storage_quota_headroom_bytes",
+		"Storage quota minus bytes used, for tenants with a storage quota (negative when over).", []string{"tenant"}, nil)
+	DescNodeActiveTenants = prometheus.NewDesc("pbe_node_active_tenants",
+		"Tenants active (or activating) on this node.", nil, nil)
+)
+
+// NewTenantNode returns the recorded metrics of one tenant node.
+func NewTenantNode() *TenantNode {
+	tenant := []string{"tenant"}
+	return &TenantNode{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pbe_tenant_requests_total", Help: "Requests served for the tenant, by status class.",
+		}, []string{"tenant", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pbe_tenant_request_duration_seconds", Help: "Time to serve a tenant request (realtime streams excluded).",
+			Buckets: LatencyBuckets,
+		}, tenant),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pbe_tenant_errors_total", Help: "Tenant requests answered with a 5xx status.",
+		}, tenant),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pbe_tenant_requests_in_flight", Help: "Tenant requests being served.",
+		}, tenant),
+		realtime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pbe_tenant_realtime_connections", Help: "Open realtime (SSE) connections of the tenant.",
+		}, tenant),
+		activations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pbe_node_activations_total", Help: "Tenant activations on this node, by kind (cold, warm, new).",
+		}, []string{"kind"}),
+		activating: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pbe_node_activations_in_progress", Help: "Tenant activations under way on this node.",
+		}),
+		activationT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pbe_node_activation_duration_seconds", Help: "Time to activate a tenant, by kind.",
+			Buckets: ActivationBuckets,
+		}, []string{"kind"}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pbe_node_evictions_total", Help: "Tenants stopped on this node (idle, capacity, release, removal).",
+		}),
+	}
+}
+
+func (n *TenantNode) collectors() []prometheus.Collector {
+	return []prometheus.Collector{n.requests, n.latency, n.errors, n.inFlight, n.realtime,
+		n.activations, n.activating, n.activationT, n.evictions}
+}
+
+// Describe implements prometheus.Collector.
+func (n *TenantNode) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range n.collectors() {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (n *TenantNode) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range n.collectors() {
+		c.Collect(ch)
+	}
+}
+
+// Tenant resolves tenant id's series once (at activation); recording on
+// them afterwards takes no lock. DeleteTenant must follow when the tenant
+// stops.
+func (n *TenantNode) Tenant(id string) *Tenant {
+	t := &Tenant{
+		latency:  n.latency.WithLabelValues(id),
+		errors:   n.errors.WithLabelValues(id),
+		inFlight: n.inFlight.WithLabelValues(id),
+		realtime: n.realtime.WithLabelValues(id),
+	}
+	for i, c := range statusClasses {
+		t.requests[i] = n.requests.WithLabelValues(id, c)
+	}
+	return t
+}
+
+// DeleteTenant drops every series of tenant id. A Tenant resolved before
+// stays usable; what it records is no longer exported.
+func (n *TenantNode) DeleteTenant(id string) {
+	l := prometheus.Labels{"tenant": id}
+	n.requests.DeletePartialMatch(l)
+	n.latency.DeletePartialMatch(l)
+	n.errors.DeletePartialMatch(l)
+	n.inFlight.DeletePartialMatch(l)
+	n.realtime.DeletePartialMatch(l)
+}
+
+// ActivationStarted counts an activation in; the returned func counts it
+// out, recording its kind and duration when it succeeded (kind not empty).
+func (n *TenantNode) ActivationStarted() func(kind string) {
+	n.activating.Inc()
+	start := time.Now()
+	return func(kind string) {
+		n.activating.Dec()
+		if kind != "" {
+			n.activations.WithLabelValues(kind).Inc()
+			n.activationT.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+		}
+	}
+}
+
+// Evicted counts a tenant stopped on the node.
+func (n *TenantNode) Evicted() { n.evictions.Inc() }
+
+// Tenant is one active tenant's pre-resolved series. Its methods are safe
+// for concurrent use and take no lock (atomic updates only).
+type Tenant struct {
+	requests [len(statusClasses)]prometheus.Counter
+	latency  prometheus.Observer
+	errors   prometheus.Counter
+	inFlight prometheus.Gauge
+	realtime prometheus.Gauge
+}
+
+// Begin counts a request in; stream marks a realtime connection.
+func (t *Tenant) Begin(stream bool) {
+	t.inFlight.Inc()
+	if stream {
+		t.realtime.Inc()
+	}
+}
+
+// End counts a request out with the status it was answered with; took is
+// observed as its latency unless it was a realtime stream.
+func (t *Tenant) End(stream bool, status int, took time.Duration) {
+	t.inFlight.Dec()
+	i := classIndex(status)
+	t.requests[i].Inc()
+	if i == 3 {
+		t.errors.Inc()
+	}
+	if stream {
+		t.realtime.Dec()
+		return
+	}
+	t.latency.Observe(took.Seconds())
+}
