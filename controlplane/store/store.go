@@ -161,6 +161,10 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Size returns the on-disk size of the LSM tree and of the value log, as
+// Badger last computed it (it refreshes them periodically; no I/O here).
+func (s *Store) Size() (lsm, vlog int64) { return s.db.Size() }
+
 // AppliedIndex returns the Raft index of the last applied entry (0 for an
 // empty store). Reads reflect at least this index.
 func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
