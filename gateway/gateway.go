@@ -40,6 +40,7 @@ import (
 	"strings"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/metrics"
 )
 
 // TenantHeader names a tenant on the base domain where the operator allows it.
@@ -66,6 +67,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// Logger receives the gateway's logs.
 	Logger *slog.Logger
+	// Metrics records requests by status class; nil records nothing.
+	Metrics *metrics.Gateway
 }
 
 // DefaultMaxBodyBytes is PocketBase's own default body limit.
@@ -122,6 +125,15 @@ func New(cfg Config, platform http.Handler, tenants Tenants) (*Gateway, error) {
 
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.cfg.Metrics != nil {
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if sw.status != 0 { // 0: the client went away unanswered
+				g.cfg.Metrics.Request(sw.status)
+			}
+		}()
+		w = sw
+	}
 	stripInternalHeaders(r.Header)
 	if g.cfg.MaxBodyBytes > 0 {
 		if r.ContentLength > g.cfg.MaxBodyBytes {

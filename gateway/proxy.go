@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/metrics"
 )
 
 // ControlPlane is what a gateway in its own process needs from the control
@@ -70,6 +71,9 @@ type ProxyConfig struct {
 	// Transport sends requests to tenant nodes. Nil means a transport tuned
 	// for the internal hop (see newHopTransport); tests inject one.
 	Transport http.RoundTripper
+	// Metrics records route-cache hits and misses and proxy latency; nil
+	// records nothing.
+	Metrics *metrics.Gateway
 }
 
 // DefaultProxyConfig returns the defaults; ClusterSecret must still be set.
@@ -230,7 +234,11 @@ func (p *Proxy) Fresh() error { return p.feed.err() }
 // responses, 5xx included, pass through; X-Pbe-* headers never reach the
 // client. A client that goes away ends the request without an answer.
 func (p *Proxy) ServeTenant(w http.ResponseWriter, r *http.Request, id string) {
-	deadline := time.Now().Add(p.cfg.HoldTimeout)
+	start := time.Now()
+	deadline := start.Add(p.cfg.HoldTimeout)
+	if p.cfg.Metrics != nil && !isRealtime(r) {
+		defer func() { p.cfg.Metrics.Proxied(time.Since(start)) }()
+	}
 	body, err := newReplayBody(r, p.cfg.MaxReplayBody)
 	if err != nil {
 		writeBodyError(w, r, err)

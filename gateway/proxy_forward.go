@@ -139,8 +139,10 @@ func (p *Proxy) attemptOutcome(r *http.Request, id string, a *attempt) outcome {
 // It waits for that call until ctx ends or the hold deadline passes.
 func (p *Proxy) lookup(ctx context.Context, id string, deadline time.Time) (*route, error) {
 	if rt := p.routes.get(id); rt != nil {
+		p.cfg.Metrics.RouteCache(true)
 		return rt, nil
 	}
+	p.cfg.Metrics.RouteCache(false)
 	ch := p.misses.DoChan(id, func() (any, error) { return p.resolve(id) })
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
