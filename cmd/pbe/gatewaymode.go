@@ -22,10 +22,12 @@ func (p *platform) startGateway(ctx context.Context, o *serveOptions, checks *he
 	pcfg := gateway.DefaultProxyConfig()
 	pcfg.ClusterSecret = o.clusterSecret
 	pcfg.Logger = logger
+	pcfg.Metrics = p.gwMetrics
 	proxy, err := gateway.NewProxy(pcfg, cp)
 	if err != nil {
 		return nil, err
 	}
+	p.metrics.MustRegister(proxy.MetricsCollector())
 	if err := proxy.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -44,6 +46,7 @@ func (p *platform) startGateway(ctx context.Context, o *serveOptions, checks *he
 	base := http.NewServeMux()
 	base.Handle("GET /healthz", health.LiveHandler())
 	base.Handle("GET /readyz", checks.ReadyHandler())
+	base.Handle("GET "+metricsPath, guardedMetrics(p.metrics, o.clusterSecret, nil))
 	base.HandleFunc("/api/cp/internal/", func(w http.ResponseWriter, r *http.Request) {
 		// Only on the control plane's own address, never through the public gateway.
 		cluster.WriteJSONError(w, http.StatusNotFound, cluster.ErrorBody{Code: "not_found", Message: "no such API route"})
@@ -55,6 +58,7 @@ func (p *platform) startGateway(ctx context.Context, o *serveOptions, checks *he
 	gwCfg.AllowTenantHeader = o.allowTenantHeader
 	gwCfg.MaxBodyBytes = int64(o.maxBody)
 	gwCfg.Logger = logger
+	gwCfg.Metrics = p.gwMetrics
 	gw, err := gateway.New(gwCfg, base, proxy)
 	if err != nil {
 		return nil, err

@@ -16,11 +16,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/controlplane"
 	"github.com/pbe/pbe/controlplane/store"
 	"github.com/pbe/pbe/gateway"
 	"github.com/pbe/pbe/health"
+	"github.com/pbe/pbe/metrics"
 	"github.com/pbe/pbe/storage"
 	"github.com/pbe/pbe/tenantnode"
 )
@@ -38,6 +41,12 @@ type platform struct {
 	server   *http.Server
 	listener net.Listener
 	nodeID   string
+
+	// metrics is this process's registry; every role registers into it.
+	metrics         *prometheus.Registry
+	gwMetrics       *metrics.Gateway // nil when recording is off
+	metricsServer   *http.Server     // --metrics-addr
+	metricsListener net.Listener
 }
 
 func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error {
@@ -89,7 +98,11 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer) err
 // startPlatform opens every part of the mode behind listener ln; on
 // failure it stops what it started (ln included).
 func startPlatform(ctx context.Context, o *serveOptions, ln net.Listener, logger *slog.Logger) (_ *platform, err error) {
-	p := &platform{listener: ln, nodeID: o.nodeID}
+	p := &platform{listener: ln, nodeID: o.nodeID, metrics: metrics.NewRegistry()}
+	if !o.disableMetrics {
+		p.gwMetrics = metrics.NewGateway()
+		p.metrics.MustRegister(p.gwMetrics)
+	}
 	o.httpAddr = ln.Addr().String()
 	if o.publicURL == "" {
 		o.publicURL = "http://{tenant}." + o.domain + portSuffix(o.httpAddr)
@@ -99,7 +112,7 @@ func startPlatform(ctx context.Context, o *serveOptions, ln net.Listener, logger
 		"idle_timeout", o.idleTimeout, "allow_tenant_header", o.allowTenantHeader, "max_body", o.maxBody.String(),
 		"delete_grace", o.deleteGrace, "raft_bind", o.raftBind, "raft_peers", o.raftPeers, "join", o.join,
 		"min_free_disk", o.minFreeDisk.String(), "cluster_secret_set", o.clusterSecret != "",
-		"admin_token_from_env", os.Getenv("PBE_ADMIN_TOKEN") != "")
+		"admin_token_from_env", os.Getenv("PBE_ADMIN_TOKEN") != "", "metrics_addr", o.metricsAddr)
 	defer func() {
 		if err != nil {
 			_ = p.stop(context.Background())
@@ -119,6 +132,11 @@ func startPlatform(ctx context.Context, o *serveOptions, ln net.Listener, logger
 	}
 	if err != nil {
 		return nil, err
+	}
+	if o.metricsAddr != "" {
+		if err := p.startMetricsListener(o.metricsAddr, logger); err != nil {
+			return nil, fmt.Errorf("--metrics-addr: %w", err)
+		}
 	}
 	p.server = &http.Server{
 		Handler:           handler,
@@ -143,7 +161,8 @@ func (p *platform) startWithControlPlane(ctx context.Context, o *serveOptions, c
 	checks.Add("control_plane", p.cp.Ready)
 	checks.Add("disk", p.cp.DiskReady)
 	checks.Add("object_store", objects.Ping)
-	handler := baseHandler(p.cp.Handler(), checks)
+	p.metrics.MustRegister(p.cp.MetricsCollector())
+	handler := baseHandler(p.cp.Handler(), checks, guardedMetrics(p.metrics, o.clusterSecret, p.cp))
 	if cluster.Mode(o.mode) != cluster.ModeAllInOne {
 		return handler, nil
 	}
@@ -163,7 +182,7 @@ func (p *platform) startRemoteNode(ctx context.Context, o *serveOptions, checks 
 		return nil, err
 	}
 	p.cpClient = cp
-	return p.node.Handler(o.clusterSecret), nil
+	return withMetrics(p.node.Handler(o.clusterSecret), guardedMetrics(p.metrics, o.clusterSecret, nil)), nil
 }
 
 // startControlPlane opens the registry store and starts the control plane.
@@ -231,10 +250,12 @@ func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects
 	cfg.Replication.MonitorInterval = o.replicationInterval
 	cfg.Replication.SyncInterval = o.replicationInterval
 	cfg.Logger = logger
+	cfg.DisableMetrics = o.disableMetrics
 	var err error
 	if p.node, err = tenantnode.NewManager(cfg, objects, cp); err != nil {
 		return nil, err
 	}
+	p.metrics.MustRegister(p.node.MetricsCollector())
 	if p.cp != nil {
 		p.cp.SetOrders(localOrders{p.node})
 	}
@@ -251,6 +272,7 @@ func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects
 	gwCfg.AllowTenantHeader = o.allowTenantHeader
 	gwCfg.MaxBodyBytes = int64(o.maxBody)
 	gwCfg.Logger = logger
+	gwCfg.Metrics = p.gwMetrics
 	gw, err := gateway.New(gwCfg, platformHandler, p.node)
 	if err != nil {
 		return nil, err
@@ -290,6 +312,9 @@ func (p *platform) stop(ctx context.Context) error {
 	}
 	if p.listener != nil {
 		p.listener.Close() // in case Serve never ran
+	}
+	if p.metricsServer != nil {
+		_ = p.metricsServer.Close() // scrapes are short: no need to drain them
 	}
 	if p.node != nil {
 		if err := p.node.Stop(ctx); err != nil {
@@ -341,10 +366,12 @@ func (p *platform) drainSelf(ctx context.Context) {
 	}
 }
 
-// baseHandler serves the base domain: the platform API and health.
-func baseHandler(api http.Handler, checks *health.Checker) http.Handler {
+// baseHandler serves the base domain: the platform API, health and the
+// (guarded) metrics.
+func baseHandler(api http.Handler, checks *health.Checker, metricsHandler http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/api/cp/", api)
+	mux.Handle("GET "+metricsPath, metricsHandler)
 	mux.Handle("GET /healthz", health.LiveHandler())
 	mux.Handle("GET /readyz", checks.ReadyHandler())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

@@ -66,6 +66,11 @@ type serveOptions struct {
 	minFreeDisk   byteSize
 	controlPlane  string
 	lease         time.Duration
+	// metricsAddr serves /metrics without authentication (--metrics-addr).
+	metricsAddr string
+	// disableMetrics turns per-request metrics recording off (not a flag:
+	// the benchmark that measures its cost sets it).
+	disableMetrics bool
 	// allowTenantHeaderSet records whether --allow-tenant-header was given
 	// (its default differs between all-in-one and gateway).
 	allowTenantHeaderSet bool
@@ -154,6 +159,7 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.StringVar(&o.clusterSecret, "cluster-secret", "", "secret shared by all nodes; authenticates Raft traffic and joins (prefer the env PBE_CLUSTER_SECRET)")
 	f.Var(&o.minFreeDisk, "min-free-disk", "free space on the data volume below which the control plane refuses writes (507)")
 	f.StringVar(&o.controlPlane, "control-plane", "", "control-plane API addresses for tenant nodes and gateways (host:port or URL, comma-separated)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "host:port serving GET /metrics without authentication, for a private scrape network (empty: /metrics only on --http, with the cluster secret or an operator token)")
 	f.DurationVar(&o.lease, "lease", o.lease, "how long a tenant node's heartbeat entitles it to serve its tenants (control plane); tenants fail over a little after it runs out")
 	return cmd
 }
@@ -188,6 +194,11 @@ func (o *serveOptions) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(o.httpAddr); err != nil {
 		return fmt.Errorf("--http %q: want host:port, e.g. 127.0.0.1:8090", o.httpAddr)
+	}
+	if o.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(o.metricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr %q: want host:port, e.g. 10.0.0.5:9090", o.metricsAddr)
+		}
 	}
 	if mode == cluster.ModeGateway && !o.allowTenantHeaderSet {
 		o.allowTenantHeader = false

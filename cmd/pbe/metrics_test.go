@@ -1,0 +1,205 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// metricsSecret is the cluster secret of the metrics tests' platform.
+const metricsSecret = "metrics-test-cluster-secret"
+
+// scrapeMetrics reads /metrics from url with the given headers.
+func (s *testServer) scrapeMetrics(t *testing.T, url string, hdr ...string) string {
+	t.Helper()
+	r := s.do("GET", url, nil, hdr...)
+	mustStatus(t, r, http.StatusOK)
+	return string(r.body)
+}
+
+// families returns the metric family names of a scrape (from # TYPE).
+func families(text string) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		if f := strings.Fields(line); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
+			out[f[2]] = f[3]
+		}
+	}
+	return out
+}
+
+// dashboardMetrics returns the metric names used by the Grafana
+// dashboard's query expressions.
+func dashboardMetrics(t *testing.T) []string {
+	t.Helper()
+	raw, err := os.ReadFile("../../deploy/grafana/pbe-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("dashboard is not JSON: %v", err)
+	}
+	var exprs []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if s, ok := x.(string); ok && k == "expr" {
+					exprs = append(exprs, s)
+				}
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(doc)
+	if len(exprs) == 0 {
+		t.Fatal("dashboard has no query expressions")
+	}
+	name := regexp.MustCompile(`\b(?:pbe|process)_[a-z_]+`)
+	seen := map[string]bool{}
+	for _, e := range exprs {
+		for _, n := range name.FindAllString(e, -1) {
+			seen[n] = true
+		}
+	}
+	var names []string
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// missingFrom returns the names not exported in a scrape; a histogram's
+// _bucket, _sum and _count series count as its family.
+func missingFrom(text string, names []string) []string {
+	fams := families(text)
+	var missing []string
+	for _, n := range names {
+		if _, ok := fams[n]; ok {
+			continue
+		}
+		found := false
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, ok := strings.CutSuffix(n, suffix); ok && fams[base] == "histogram" {
+				found = true
+			}
+		}
+		if !found {
+			missing = append(missing, n)
+		}
+	}
+	return missing
+}
+
+func TestMetrics_AllInOne(t *testing.T) {
+	mail := startAccountsMail(t)
+	s := startServer(t, t.TempDir(), func(o *serveOptions) {
+		o.smtp = mail.URL()
+		o.clusterSecret = metricsSecret
+		o.metricsAddr = "127.0.0.1:0"
+	})
+	tok := s.createTenant("acme")
+	s.createPostsCollection("acme", tok)
+	s.createPost("acme", "one")
+	mustStatus(t, s.do("GET", s.tenantURL("acme", "/api/collections/nope/records"), nil), http.StatusNotFound)
+	secret := []string{"Authorization", "Bearer " + metricsSecret}
+
+	t.Run("tenant requests counted by status class", func(t *testing.T) {
+		text := s.scrapeMetrics(t, s.base()+"/metrics", secret...)
+		for _, want := range []string{
+			`pbe_tenant_requests_total{code="4xx",tenant="acme"} 1`,
+			`pbe_tenant_requests_total{code="5xx",tenant="acme"} 0`,
+			`pbe_tenant_errors_total{tenant="acme"} 0`,
+			`pbe_registry_tenants{state="active"} 1`,
+			`pbe_node_activations_total{kind="new"} 1`,
+			`pbe_raft_is_leader 1`,
+		} {
+			if !strings.Contains(text, want+"\n") {
+				t.Errorf("scrape lacks %q", want)
+			}
+		}
+		if !strings.Contains(text, `pbe_gateway_requests_total{code="4xx"}`) {
+			t.Error("scrape lacks the gateway's 4xx requests")
+		}
+	})
+
+	t.Run("every metric of the dashboard is exported", func(t *testing.T) {
+		names := dashboardMetrics(t)
+		// The replication lag appears once a heartbeat has checked the
+		// tenant's replica (every second); wait for it, bounded.
+		var missing []string
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			missing = missingFrom(s.scrapeMetrics(t, s.base()+"/metrics", secret...), names)
+			if len(missing) == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if len(missing) > 0 {
+			t.Fatalf("dashboard uses metrics the platform does not export: %v", missing)
+		}
+	})
+
+	t.Run("access", func(t *testing.T) {
+		c := signup(t, s, mail, "carol@example.com", true)
+		metricsURL := s.base() + "/metrics"
+		for _, tc := range []struct {
+			name string
+			hdr  []string
+			want int
+		}{
+			{"no credentials", nil, http.StatusUnauthorized},
+			{"wrong token", []string{"Authorization", "Bearer not-a-token"}, http.StatusUnauthorized},
+			{"wrong operator-shaped token", []string{"Authorization", "Bearer pbe_0000000000000000000000000000"}, http.StatusUnauthorized},
+			{"secret in another scheme", []string{"Authorization", "Basic " + metricsSecret}, http.StatusUnauthorized},
+			{"customer token", []string{"Authorization", "Bearer " + c.access}, http.StatusForbidden},
+			{"tenant superuser token", []string{"Authorization", "Bearer " + tok}, http.StatusUnauthorized},
+			{"cluster secret", secret, http.StatusOK},
+			{"operator token", []string{"Authorization", "Bearer " + s.token}, http.StatusOK},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := s.do("GET", metricsURL, nil, tc.hdr...)
+				if r.status != tc.want {
+					t.Fatalf("got status %d, want %d; body: %.200s", r.status, tc.want, r.body)
+				}
+				if isMetrics := strings.Contains(string(r.body), "# TYPE pbe_"); isMetrics != (tc.want == http.StatusOK) {
+					t.Fatalf("metrics in the body: %v, want %v", isMetrics, tc.want == http.StatusOK)
+				}
+			})
+		}
+		t.Run("metrics-addr listener needs no credentials", func(t *testing.T) {
+			// Not s.do: its client dials the main listener whatever the URL.
+			resp, err := http.Get("http://" + s.p.metricsListener.Addr().String() + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("metrics listener: got status %d, want 200", resp.StatusCode)
+			}
+			text := string(body)
+			if !strings.Contains(text, "process_resident_memory_bytes") || !strings.Contains(text, "pbe_node_active_tenants") {
+				t.Fatalf("metrics listener: got %.300s", text)
+			}
+		})
+		t.Run("a tenant's /metrics stays the tenant's", func(t *testing.T) {
+			r := s.do("GET", s.tenantURL("acme", "/metrics"), nil, secret...)
+			if strings.Contains(string(r.body), "# TYPE pbe_") {
+				t.Fatal("a tenant host served the platform's metrics")
+			}
+		})
+	})
+}
