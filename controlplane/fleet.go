@@ -59,7 +59,15 @@ func (f *fleet) lead(leader bool) {
 	}
 }
 
-func (f *fleet) record(hb cluster.Heartbeat) {
+// LagEventSeconds is the replication lag past which a tenant's lag is
+// published (replication.lagging, then replication.recovered).
+const LagEventSeconds = 10
+
+// record keeps a node's report and returns what changed since its last
+// one: tenants activated or deactivated on it, replication lagging or
+// recovered. A node's first report since this leader took office gives
+// nothing (its previous state is not known here).
+func (f *fleet) record(hb cluster.Heartbeat) []cluster.Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	tenants := make(map[string]cluster.TenantReport, len(hb.Tenants))
@@ -68,9 +76,29 @@ func (f *fleet) record(hb cluster.Heartbeat) {
 		tenants[r.ID] = r
 		f.lastActive[r.ID] = now
 	}
+	var events []cluster.Event
+	if prev, ok := f.seen[hb.Node]; ok {
+		for id, r := range tenants {
+			p, was := prev.tenants[id]
+			switch {
+			case !was:
+				events = append(events, cluster.Event{Type: store.EventTenantActivated, Tenant: id, Node: hb.Node})
+			case r.LagSeconds > LagEventSeconds && p.LagSeconds <= LagEventSeconds:
+				events = append(events, cluster.Event{Type: store.EventReplicationLagging, Tenant: id, Node: hb.Node, Data: map[string]any{"lag_seconds": r.LagSeconds}})
+			case r.LagSeconds <= LagEventSeconds && p.LagSeconds > LagEventSeconds:
+				events = append(events, cluster.Event{Type: store.EventReplicationRecovered, Tenant: id, Node: hb.Node})
+			}
+		}
+		for id := range prev.tenants {
+			if _, still := tenants[id]; !still {
+				events = append(events, cluster.Event{Type: store.EventTenantDeactivated, Tenant: id, Node: hb.Node})
+			}
+		}
+	}
 	hb.Tenants = nil
 	f.seen[hb.Node] = nodeReport{at: time.Now(), hb: hb, tenants: tenants}
 	f.pending[hb.Node] = 0
+	return events
 }
 
 // liveness tells whether a node holds a lease, as far as the leader knows:
@@ -155,7 +183,9 @@ func (c *ControlPlane) Heartbeat(ctx context.Context, hb cluster.Heartbeat) (clu
 		return cluster.HeartbeatReply{}, err
 	}
 	reports := hb.Tenants
-	c.fleet.record(hb)
+	if events := c.fleet.record(hb); len(events) > 0 {
+		c.recordEvents(events)
+	}
 	reply := cluster.HeartbeatReply{LeaseMillis: c.cfg.Lease.Milliseconds(), State: n.State}
 	if n.State == cluster.NodeDown {
 		reply.LeaseMillis = 0 // re-register first
@@ -167,6 +197,18 @@ func (c *ControlPlane) Heartbeat(ctx context.Context, hb cluster.Heartbeat) (clu
 		}
 	}
 	return reply, nil
+}
+
+// recordEvents publishes events the leader saw outside the state machine,
+// in the background: a heartbeat does not wait for them.
+func (c *ControlPlane) recordEvents(events []cluster.Event) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ApplyTimeout)
+		defer cancel()
+		if _, err := c.apply(ctx, store.CmdRecordEvents, "", store.RecordEvents{Events: events}); err != nil {
+			c.logger.Warn("record node events", "events", len(events), "error", err)
+		}
+	}()
 }
 
 // RegisterNode records a tenant node (or its new address and capacity).

@@ -122,3 +122,19 @@ func TestEvents_StreamResumeAndScope(t *testing.T) {
 		t.Fatalf("bob's events: %s", r.body)
 	}
 }
+
+// TestEvents_NodeActivity: what nodes report in their heartbeats becomes
+// events too: a tenant activated on a node, then evicted when idle.
+func TestEvents_NodeActivity(t *testing.T) {
+	// Long enough to be seen by a heartbeat (one a second).
+	s := startServer(t, t.TempDir(), func(o *serveOptions) { o.idleTimeout = 3 * time.Second })
+	stream := openEvents(t, s, s.token, "")
+	mustStatus(t, s.api("POST", "/api/cp/tenants", map[string]string{"id": "busy"}), http.StatusCreated)
+	mustStatus(t, s.do("GET", s.tenantURL("busy", "/api/health"), nil), http.StatusOK)
+	if e := nextEvent(t, stream, "tenant.activated"); e.Data.Tenant != "busy" || e.Data.Node != "local" {
+		t.Fatalf("activated: %+v", e)
+	}
+	if e := nextEvent(t, stream, "tenant.deactivated"); e.Data.Tenant != "busy" {
+		t.Fatalf("deactivated: %+v", e)
+	}
+}
