@@ -11,13 +11,14 @@
 //	pbe_tenant_requests_total{tenant,code}            counter, code is 2xx, 3xx, 4xx or 5xx
 //	pbe_tenant_request_duration_seconds{tenant}       histogram (realtime streams excluded)
 //	pbe_tenant_errors_total{tenant}                   counter of 5xx answers
-//	pbe_tenant_requests_in_flight{tenant}             gauge
+//	pbe_tenant_requests_in_flight{tenant}             gauge, open realtime streams included
 //	pbe_tenant_realtime_connections{tenant}           gauge of open realtime (SSE) streams
 //	pbe_tenant_db_bytes{tenant}                       gauge, data.db + auxiliary.db as last measured
 //	pbe_tenant_file_bytes{tenant}                     gauge, uploaded files
 //	pbe_tenant_replication_lag_seconds{tenant}        gauge, seconds since the object store last held everything
 //	pbe_tenant_last_replicated_timestamp_seconds{tenant} gauge, unix time of data.db's last successful sync
-//	pbe_tenant_storage_quota_headroom_bytes{tenant}   gauge, storage quota minus used (tenants with a quota)
+//	pbe_tenant_storage_quota_headroom_bytes{tenant}   gauge, storage quota minus used (tenants with a storage quota)
+//	pbe_tenant_request_quota_headroom{tenant}         gauge, requests left in the current quota window (tenants with a request quota)
 //
 // Tenant node, per node:
 //

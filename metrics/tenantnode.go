@@ -41,6 +41,8 @@ var (
 		"Unix time of the last successful sync of the tenant's data.db to the object store.", []string{"tenant"}, nil)
 	DescTenantStorageHeadroom = prometheus.NewDesc("pbe_tenant_storage_quota_headroom_bytes",
 		"Storage quota minus bytes used, for tenants with a storage quota (negative when over).", []string{"tenant"}, nil)
+	DescTenantRequestHeadroom = prometheus.NewDesc("pbe_tenant_request_quota_headroom",
+		"Requests left in the tenant's current quota window, for tenants with a request quota.", []string{"tenant"}, nil)
 	DescNodeActiveTenants = prometheus.NewDesc("pbe_node_active_tenants",
 		"Tenants active (or activating) on this node.", nil, nil)
 )
@@ -60,7 +62,7 @@ func NewTenantNode() *TenantNode {
 			Name: "pbe_tenant_errors_total", Help: "Tenant requests answered with a 5xx status.",
 		}, tenant),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "pbe_tenant_requests_in_flight", Help: "Tenant requests being served.",
+			Name: "pbe_tenant_requests_in_flight", Help: "Tenant requests being served, open realtime streams included.",
 		}, tenant),
 		realtime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pbe_tenant_realtime_connections", Help: "Open realtime (SSE) connections of the tenant.",

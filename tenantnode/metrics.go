@@ -26,6 +26,7 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- metrics.DescTenantReplicationLag
 	ch <- metrics.DescTenantLastReplicated
 	ch <- metrics.DescTenantStorageHeadroom
+	ch <- metrics.DescTenantRequestHeadroom
 	ch <- metrics.DescNodeActiveTenants
 }
 
@@ -56,6 +57,10 @@ func collectInstance(ch chan<- prometheus.Metric, inst *instance, now time.Time)
 	gauge(metrics.DescTenantFileBytes, float64(q.fileBytes.Load()))
 	if limit := q.storageLimit.Load(); limit > 0 {
 		gauge(metrics.DescTenantStorageHeadroom, float64(limit-used))
+	}
+	if limit := q.requestLimit.Load(); limit > 0 {
+		n, _ := q.peekRequests(now.Unix())
+		gauge(metrics.DescTenantRequestHeadroom, float64(max(limit-n, 0)))
 	}
 	if at := inst.inSyncAt.Load(); at > 0 {
 		gauge(metrics.DescTenantReplicationLag, max(now.Sub(time.Unix(0, at)).Seconds(), 0))

@@ -6,6 +6,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/controlplane/store"
 )
 
 // scrape gathers the node's metrics: the samples of each family by name.
@@ -140,4 +143,28 @@ func TestManager_DisableMetricsRecordsNoRequests(t *testing.T) {
 		t.Fatal("requests recorded with DisableMetrics set")
 	}
 	wantValue(t, got, "pbe_node_active_tenants", nil, 1)
+}
+
+func TestManager_MetricsQuotaHeadroom(t *testing.T) {
+	t.Parallel()
+	reg := newRegistry(t)
+	n := newNode(t, reg, nil, nil)
+	const id = "acme"
+	n.setup(t, id)
+	if _, ok := value(scrape(t, n), "pbe_tenant_storage_quota_headroom_bytes", map[string]string{"tenant": id}); ok {
+		t.Fatal("storage headroom exported for a tenant without a storage quota")
+	}
+	const storage = 1 << 30
+	push(t, n, changeRecord(t, reg, id, store.UpdateTenant{Quota: &cluster.TenantQuota{RequestsPerDay: 5, StorageBytes: storage}}))
+	for range 2 {
+		if w := n.serve(t, id, "GET", "/api/collections/posts/records", ""); w.Code != 200 {
+			t.Fatalf("list: got %d, want 200", w.Code)
+		}
+	}
+	got := scrape(t, n)
+	tenant := map[string]string{"tenant": id}
+	wantValue(t, got, "pbe_tenant_request_quota_headroom", tenant, 3)
+	db, _ := value(got, "pbe_tenant_db_bytes", tenant)
+	files, _ := value(got, "pbe_tenant_file_bytes", tenant)
+	wantValue(t, got, "pbe_tenant_storage_quota_headroom_bytes", tenant, storage-db-files)
 }
