@@ -77,4 +77,3 @@ func BenchmarkTenant_Record(b *testing.B) {
 		}
 	})
 }
-
