@@ -22,7 +22,7 @@ func (p *platform) startGateway(ctx context.Context, o *serveOptions, checks *he
 	pcfg := gateway.DefaultProxyConfig()
 	pcfg.ClusterSecret = o.clusterSecret
 	pcfg.Logger = logger
-	pcfg.Metrics = p.gwMetrics
+	pcfg.Metrics = p.registerGatewayMetrics()
 	proxy, err := gateway.NewProxy(pcfg, cp)
 	if err != nil {
 		return nil, err

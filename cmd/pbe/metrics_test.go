@@ -4,12 +4,16 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/metrics"
 )
 
 // metricsSecret is the cluster secret of the metrics tests' platform.
@@ -202,4 +206,40 @@ func TestMetrics_AllInOne(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestMetrics_NodeAndGatewayGuard is the /metrics guard of a tenant node
+// or gateway process: only the cluster secret opens it (no control plane
+// to check operator tokens with), and a request naming a tenant is the
+// tenant's.
+func TestMetrics_NodeAndGatewayGuard(t *testing.T) {
+	reg := metrics.NewRegistry()
+	node := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	h := withMetrics(node, guardedMetrics(reg, metricsSecret, nil))
+	for _, tc := range []struct {
+		name string
+		hdr  []string
+		want int
+	}{
+		{"no credentials", nil, http.StatusUnauthorized},
+		{"operator-shaped token", []string{"Authorization", "Bearer pbe_0000000000000000000000000000"}, http.StatusUnauthorized},
+		{"secret as the node header only", []string{cluster.HeaderSecret, metricsSecret}, http.StatusUnauthorized},
+		{"cluster secret", []string{"Authorization", "Bearer " + metricsSecret}, http.StatusOK},
+		{"a tenant's request", []string{cluster.HeaderTenant, "acme", "Authorization", "Bearer " + metricsSecret}, http.StatusTeapot},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/metrics", nil)
+			for i := 0; i+1 < len(tc.hdr); i += 2 {
+				req.Header.Set(tc.hdr[i], tc.hdr[i+1])
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != tc.want {
+				t.Fatalf("got status %d, want %d", w.Code, tc.want)
+			}
+			if tc.want == http.StatusOK && !strings.Contains(w.Body.String(), "process_open_fds") {
+				t.Fatalf("no metrics in the body: %.200s", w.Body)
+			}
+		})
+	}
 }

@@ -100,8 +100,7 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer) err
 func startPlatform(ctx context.Context, o *serveOptions, ln net.Listener, logger *slog.Logger) (_ *platform, err error) {
 	p := &platform{listener: ln, nodeID: o.nodeID, metrics: metrics.NewRegistry()}
 	if !o.disableMetrics {
-		p.gwMetrics = metrics.NewGateway()
-		p.metrics.MustRegister(p.gwMetrics)
+		p.gwMetrics = metrics.NewGateway() // registered by the modes that run a gateway
 	}
 	o.httpAddr = ln.Addr().String()
 	if o.publicURL == "" {
@@ -272,12 +271,21 @@ func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects
 	gwCfg.AllowTenantHeader = o.allowTenantHeader
 	gwCfg.MaxBodyBytes = int64(o.maxBody)
 	gwCfg.Logger = logger
-	gwCfg.Metrics = p.gwMetrics
+	gwCfg.Metrics = p.registerGatewayMetrics()
 	gw, err := gateway.New(gwCfg, platformHandler, p.node)
 	if err != nil {
 		return nil, err
 	}
 	return gw.WithDomains(storeDomains{p.cp}), nil
+}
+
+// registerGatewayMetrics registers the gateway's metrics (when recording
+// is on) and returns them for its config.
+func (p *platform) registerGatewayMetrics() *metrics.Gateway {
+	if p.gwMetrics != nil {
+		p.metrics.MustRegister(p.gwMetrics)
+	}
+	return p.gwMetrics
 }
 
 // storeDomains resolves custom domains from the local registry
