@@ -13,6 +13,7 @@ import (
 
 	"github.com/pbe/pbe/auth"
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/tracing"
 )
 
 // IdempotencyKeyHeader lets a client make a write safe to retry: the same
@@ -25,7 +26,7 @@ func (c *ControlPlane) Handler() http.Handler {
 	for _, rt := range c.routes() {
 		mux.Handle(rt.method+" "+rt.path, c.guarded(rt))
 	}
-	return serverTiming(c.nameLeader(jsonRouteErrors(mux)))
+	return tracing.Handler("cp.api", serverTiming(c.nameLeader(jsonRouteErrors(mux))))
 }
 
 // guarded wraps a route's handler with its authentication.

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pbe/pbe/auth"
 	"github.com/pbe/pbe/cluster"
@@ -35,6 +37,7 @@ import (
 	"github.com/pbe/pbe/email"
 	"github.com/pbe/pbe/internal/atomicfile"
 	"github.com/pbe/pbe/storage"
+	"github.com/pbe/pbe/tracing"
 )
 
 // Config configures a control-plane node.
@@ -403,6 +406,8 @@ func (c *ControlPlane) applyAudited(ctx context.Context, typ, requestID string, 
 	if requestID == "" {
 		requestID = newRequestID()
 	}
+	ctx, span := tracing.Tracer().Start(ctx, "raft.apply", trace.WithAttributes(attribute.String("pbe.command", typ)))
+	defer span.End()
 	cmd, err := store.EncodeAuditedCommand(typ, requestID, time.Now().UTC(), payload, audit)
 	if err != nil {
 		return nil, err

@@ -33,6 +33,7 @@ package gateway
 
 import (
 	"errors"
+	"go.opentelemetry.io/otel/attribute"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,6 +42,7 @@ import (
 
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/metrics"
+	"github.com/pbe/pbe/tracing"
 )
 
 // TenantHeader names a tenant on the base domain where the operator allows it.
@@ -125,6 +127,11 @@ func New(cfg Config, platform http.Handler, tenants Tenants) (*Gateway, error) {
 
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r, span := tracing.StartServer(r, "gateway")
+	defer span.End()
+	tw := &traceStatus{ResponseWriter: w}
+	defer func() { tracing.End(span, tw.status) }()
+	w = tw
 	if g.cfg.Metrics != nil {
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
@@ -153,9 +160,40 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case base:
 		g.platform.ServeHTTP(w, r)
 	default:
+		span.SetAttributes(attribute.String("pbe.tenant", id))
 		g.tenants.ServeTenant(w, r, id)
 	}
 }
+
+// traceStatus remembers an answer's status for the gateway's span.
+type traceStatus struct {
+	http.ResponseWriter
+	status int
+}
+
+func (t *traceStatus) WriteHeader(code int) {
+	if t.status == 0 {
+		t.status = code
+	}
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *traceStatus) Write(b []byte) (int, error) {
+	if t.status == 0 {
+		t.status = http.StatusOK
+	}
+	return t.ResponseWriter.Write(b)
+}
+
+// Flush lets realtime streams through.
+func (t *traceStatus) Flush() {
+	if f, ok := t.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (t *traceStatus) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 
 // resolve returns the tenant a request is for, or base=true for the
 // platform itself.

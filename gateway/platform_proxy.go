@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/tracing"
 )
 
 // platformProxy forwards the base domain (platform API and dashboard) to
@@ -96,6 +97,7 @@ func rewritePlatform(pr *httputil.ProxyRequest) {
 	pr.SetURL(attemptFrom(pr.In.Context()).target)
 	pr.Out.Host = pr.In.Host
 	pr.SetXForwarded()
+	tracing.Inject(pr.Out.Context(), pr.Out.Header)
 }
 
 // stripResponseHeaders keeps internal headers from reaching the client.

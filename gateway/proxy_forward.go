@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/tracing"
 )
 
 // retryableNodeCodes are the HeaderError codes with which a tenant node
@@ -196,6 +197,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	h.Set(cluster.HeaderSecret, p.cfg.ClusterSecret)
 	h.Set(cluster.HeaderTenant, rt.Tenant)
 	h.Set(cluster.HeaderEpoch, rt.epoch)
+	tracing.Inject(pr.Out.Context(), h)
 }
 
 // checkNodeResponse is the tenant ReverseProxy's ModifyResponse: it strips

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"net/http"
 	"os"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/tracing"
 )
 
 // ServeTenant serves r as a request to tenant id's PocketBase (API, admin
@@ -26,8 +29,15 @@ func (m *Manager) ServeTenant(w http.ResponseWriter, r *http.Request, id string)
 // tenant's suspension and quotas are checked before anything else sees the
 // request (quota.go).
 func (m *Manager) ServeTenantAt(w http.ResponseWriter, r *http.Request, id string, epoch uint64) {
+	r, span := tracing.StartServer(r, "tenant.request", attribute.String("pbe.tenant", id), attribute.String("pbe.node", m.cfg.NodeID))
+	defer span.End()
 	stream := r.Method == http.MethodGet && r.URL.Path == "/api/realtime"
-	e, err := m.acquire(r.Context(), id, epoch, stream)
+	actx, aspan := tracing.Tracer().Start(r.Context(), "tenant.acquire")
+	e, err := m.acquire(actx, id, epoch, stream)
+	if err != nil {
+		aspan.SetStatus(codes.Error, err.Error())
+	}
+	aspan.End()
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return // the client went away

@@ -49,6 +49,7 @@ type serveOptions struct {
 	logFormat           string
 
 	archiveAfter time.Duration
+	otlpEndpoint string
 
 	// Customer accounts and e-mail.
 	smtp              string
@@ -125,6 +126,11 @@ the same --raft-peers on each, or a new node joins a running cluster with
 				return usageError{err}
 			}
 			o.allowTenantHeaderSet = cmd.Flags().Changed("allow-tenant-header")
+			stop, err := setupTracing(cmd.Context(), o)
+			if err != nil {
+				return usageError{err}
+			}
+			defer stop()
 			return runServe(cmd.Context(), o, os.Stdout, os.Stderr)
 		},
 	}
@@ -149,6 +155,7 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.StringVar(&o.smtp, "smtp", "", "SMTP server for the platform's e-mails: smtp://user:pass@host:587 (STARTTLS) or smtps://user:pass@host:465 (empty: e-mails are written to {dir}/mail/ and logged)")
 	f.StringVar(&o.mailFrom, "mail-from", "", "sender of the platform's e-mails (default pbe <noreply@{domain}>)")
 	f.StringVar(&o.mailTemplates, "mail-templates", "", "directory of e-mail templates overriding the built-in ones ({name}.subject, {name}.txt, {name}.html)")
+	f.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "send OpenTelemetry traces to this OTLP/HTTP endpoint, e.g. http://localhost:4318 (the standard OTEL_EXPORTER_OTLP_* variables work too; off when neither is set)")
 	f.DurationVar(&o.archiveAfter, "archive-after", o.archiveAfter, "archive a tenant idle for this long: its history is folded into one archive and it is opened from it on its next request (0: never)")
 	f.IntVar(&o.defaultMaxTenants, "default-max-tenants", o.defaultMaxTenants, "how many tenants a new customer may create")
 	f.StringVar(&o.advertiseHTTP, "advertise-http", "", "host:port other control-plane nodes reach this node's API at (default --http)")

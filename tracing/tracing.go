@@ -1,0 +1,141 @@
+// Package tracing connects pbe to OpenTelemetry. Tracing is off unless an
+// OTLP endpoint is given (--otlp-endpoint, or the standard
+// OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+// variables); then spans go to it over OTLP/HTTP, batched. Off, every span
+// is OpenTelemetry's no-op and costs next to nothing.
+//
+// Spans: "gateway" (routing and proxying a request), "tenant.request" (a
+// tenant node serving it) with "tenant.acquire" (finding or activating
+// the tenant: restore and bootstrap), "cp.api" (a platform API call) with
+// "raft.apply" (a write through Raft). W3C trace context (traceparent)
+// is taken from the client's request and passed on by the gateway to the
+// node, so one request is one trace across processes.
+package tracing
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"strings"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Enabled reports whether an endpoint is configured (flag or environment).
+func Enabled(endpoint string) bool {
+	return endpoint != "" || os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+}
+
+// Setup installs the process's tracer provider, exporting to endpoint (an
+// http(s):// URL; empty: the OTEL_* variables), with service.name
+// service. It returns a function that flushes and stops it. Without an
+// endpoint it only installs the W3C propagator and returns a no-op.
+func Setup(ctx context.Context, endpoint, service, node string) (func(context.Context) error, error) {
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	if !Enabled(endpoint) {
+		return func(context.Context) error { return nil }, nil
+	}
+	var opts []otlptracehttp.Option
+	if endpoint != "" {
+		if !strings.HasPrefix(endpoint, "http://") && !strings.HasPrefix(endpoint, "https://") {
+			return nil, errors.New("--otlp-endpoint must be an http:// or https:// URL, e.g. http://localhost:4318")
+		}
+		opts = append(opts, otlptracehttp.WithEndpointURL(strings.TrimSuffix(endpoint, "/")+"/v1/traces"))
+	}
+	exp, err := otlptracehttp.New(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
+		semconv.ServiceName(service), attribute.String("pbe.node", node)))
+	if err != nil {
+		return nil, err
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	otel.SetTracerProvider(tp)
+	return tp.Shutdown, nil
+}
+
+// Tracer is pbe's tracer (from the current global provider).
+func Tracer() trace.Tracer { return otel.Tracer("github.com/pbe/pbe") }
+
+// StartServer starts the server span of a request: a child of the span
+// already in its context (a handler in the same process), else of the
+// trace context in its headers (the client's or an upstream process's).
+func StartServer(r *http.Request, name string, attrs ...attribute.KeyValue) (*http.Request, trace.Span) {
+	ctx := r.Context()
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
+	attrs = append(attrs, attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
+		attribute.String("server.address", r.Host))
+	ctx, span := Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	return r.WithContext(ctx), span
+}
+
+// Inject writes ctx's trace context into outgoing headers.
+func Inject(ctx context.Context, h http.Header) {
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(h))
+}
+
+// Handler wraps next in a server span called name that records the
+// response status.
+func Handler(name string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r, span := StartServer(r, name)
+		defer span.End()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		End(span, sw.status)
+	})
+}
+
+// End records an answer's status on span.
+func End(span trace.Span, status int) {
+	if status == 0 {
+		status = http.StatusOK
+	}
+	span.SetAttributes(attribute.Int("http.response.status_code", status))
+	if status >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
+}
+
+// statusWriter remembers the status of an answer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Flush lets streams (realtime, events) through.
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
