@@ -19,6 +19,7 @@ package tenantnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -212,6 +213,8 @@ func (m *Manager) Ready() error {
 		return cluster.ErrNoLease
 	case m.active.Len() > m.cfg.MaxTenants:
 		return fmt.Errorf("%d active tenants, above the capacity of %d", m.active.Len(), m.cfg.MaxTenants)
+	case m.draining.Load():
+		return errors.New("draining: its tenants are moving to other nodes")
 	}
 	return nil
 }

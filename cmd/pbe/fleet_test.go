@@ -479,6 +479,19 @@ func TestFleet_DrainUnderLoadFailsNothing(t *testing.T) {
 	if n.State != cluster.NodeDraining {
 		t.Fatalf("drained node is %s", n.State)
 	}
+	// A draining node is not ready for new tenants.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		nodeClient := &testServer{t: t, client: loopbackClient(f.nodePort[victim])}
+		r := nodeClient.do("GET", "http://127.0.0.1:"+f.nodePort[victim]+"/readyz", nil)
+		if r.status == http.StatusServiceUnavailable && strings.Contains(string(r.body), "draining") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the drained node is still ready: %d %s", r.status, r.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func TestFleet_ObjectStoreOutage(t *testing.T) {
