@@ -1,6 +1,10 @@
 package controlplane
 
 import (
+	"context"
+	"sync/atomic"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pbe/pbe/cluster"
@@ -23,26 +27,65 @@ var (
 		"1 when this member is the leader, else 0.", nil, nil)
 	descBadgerSize = prometheus.NewDesc("pbe_badger_size_bytes",
 		"On-disk size of the registry's Badger database, by part (lsm, vlog), as Badger last computed it.", []string{"part"}, nil)
+	descRaftLeaderChanges = prometheus.NewDesc("pbe_raft_leader_changes_total",
+		"Changes of leader this member has seen since it started (sampled: see leaderSampleInterval).", nil, nil)
 	descRegistryTenants = prometheus.NewDesc("pbe_registry_tenants",
 		"Tenants in the registry, by state.", []string{"state"}, nil)
 )
 
+// leaderSampleInterval is how often the leader is sampled to count leader
+// changes: a change and its reversal within one interval are not counted.
+const leaderSampleInterval = 100 * time.Millisecond
+
 // MetricsCollector returns a collector that reads the control plane's
-// Raft status, Badger size and tenant count when scraped. It reports
-// nothing about Raft before Start. A scrape reads every tenant record
-// once (a local read, no Raft round trip).
-func (c *ControlPlane) MetricsCollector() prometheus.Collector { return cpCollector{c} }
+// Raft status, Badger size and tenant count when scraped. Call it once,
+// after Start: it also starts counting leader changes, until Stop. A
+// scrape reads every tenant record once (a local read, no Raft round
+// trip).
+func (c *ControlPlane) MetricsCollector() prometheus.Collector {
+	cc := &cpCollector{c: c}
+	if c.raft != nil {
+		c.goBackground(cc.countLeaderChanges)
+	}
+	return cc
+}
 
-type cpCollector struct{ c *ControlPlane }
+type cpCollector struct {
+	c             *ControlPlane
+	leaderChanges atomic.Uint64
+}
 
-func (cc cpCollector) Describe(ch chan<- *prometheus.Desc) {
+// countLeaderChanges samples the leader until ctx ends and counts each
+// time a leader other than the last one known takes over.
+func (cc *cpCollector) countLeaderChanges(ctx context.Context) {
+	last, _ := cc.c.raft.Leader()
+	t := time.NewTicker(leaderSampleInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		id, _ := cc.c.raft.Leader()
+		if id == "" || id == last {
+			continue
+		}
+		if last != "" {
+			cc.leaderChanges.Add(1)
+		}
+		last = id
+	}
+}
+
+func (cc *cpCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftTerm, descRaftCommit, descRaftApplied, descRaftSnapshot,
-		descRaftLeaderKnown, descRaftIsLeader, descBadgerSize, descRegistryTenants} {
+		descRaftLeaderKnown, descRaftIsLeader, descRaftLeaderChanges, descBadgerSize, descRegistryTenants} {
 		ch <- d
 	}
 }
 
-func (cc cpCollector) Collect(ch chan<- prometheus.Metric) {
+func (cc *cpCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -54,6 +97,7 @@ func (cc cpCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRaftSnapshot, float64(st.LastSnapshotIndex))
 		gauge(descRaftLeaderKnown, boolValue(st.LeaderID != ""))
 		gauge(descRaftIsLeader, boolValue(st.Role == "leader"))
+		ch <- prometheus.MustNewConstMetric(descRaftLeaderChanges, prometheus.CounterValue, float64(cc.leaderChanges.Load()))
 	}
 	lsm, vlog := cc.c.store.Size()
 	gauge(descBadgerSize, float64(lsm), "lsm")
