@@ -55,6 +55,16 @@ type TenantReport struct {
 	// LagSeconds is how far the object store trails the local copy (0 when
 	// in sync).
 	LagSeconds float64 `json:"lag_seconds"`
+	// Requests and Errors (5xx) count the tenant's requests since it was
+	// activated on the node; Latency counts them per latency bucket
+	// (cumulative, one per bound of the node's histogram, then the total).
+	Requests uint64   `json:"requests,omitempty"`
+	Errors   uint64   `json:"errors,omitempty"`
+	Latency  []uint64 `json:"latency,omitempty"`
+	// DBBytes and FileBytes are the tenant's storage: its databases' used
+	// size and its uploaded files.
+	DBBytes   int64 `json:"db_bytes,omitempty"`
+	FileBytes int64 `json:"file_bytes,omitempty"`
 }
 
 // Heartbeat is a node's periodic report to the control plane; it renews

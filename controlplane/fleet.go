@@ -32,7 +32,9 @@ type fleet struct {
 	mu   sync.Mutex
 	seen map[string]nodeReport
 	// lastActive is when a node last reported each tenant active.
-	lastActive  map[string]time.Time
+	lastActive map[string]time.Time
+	// usages are the active tenants' recent reports (usage.go).
+	usages      map[string]*usageRing
 	leaderSince time.Time // zero when not leader
 	// pending counts tenants assigned to a node since its last report.
 	pending map[string]int
@@ -45,14 +47,14 @@ type nodeReport struct {
 }
 
 func newFleet() *fleet {
-	return &fleet{seen: map[string]nodeReport{}, pending: map[string]int{}, lastActive: map[string]time.Time{}}
+	return &fleet{seen: map[string]nodeReport{}, pending: map[string]int{}, lastActive: map[string]time.Time{}, usages: map[string]*usageRing{}}
 }
 
 // lead resets the view for a new term of leadership (or its end).
 func (f *fleet) lead(leader bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.seen, f.pending, f.lastActive = map[string]nodeReport{}, map[string]int{}, map[string]time.Time{}
+	f.seen, f.pending, f.lastActive, f.usages = map[string]nodeReport{}, map[string]int{}, map[string]time.Time{}, map[string]*usageRing{}
 	f.leaderSince = time.Time{}
 	if leader {
 		f.leaderSince = time.Now()
@@ -75,6 +77,12 @@ func (f *fleet) record(hb cluster.Heartbeat) []cluster.Event {
 	for _, r := range hb.Tenants {
 		tenants[r.ID] = r
 		f.lastActive[r.ID] = now
+		u := f.usages[r.ID]
+		if u == nil {
+			u = &usageRing{}
+			f.usages[r.ID] = u
+		}
+		u.add(hb.Node, r, now)
 	}
 	var events []cluster.Event
 	if prev, ok := f.seen[hb.Node]; ok {
@@ -91,6 +99,9 @@ func (f *fleet) record(hb cluster.Heartbeat) []cluster.Event {
 		}
 		for id := range prev.tenants {
 			if _, still := tenants[id]; !still {
+				if u := f.usages[id]; u != nil && u.node == hb.Node {
+					delete(f.usages, id)
+				}
 				events = append(events, cluster.Event{Type: store.EventTenantDeactivated, Tenant: id, Node: hb.Node})
 			}
 		}

@@ -48,6 +48,7 @@ func (c *ControlPlane) routes() []route {
 		{"PATCH", "/api/cp/tenants/{id}", accessCaller, c.write(c.handleUpdateTenant), "tenants", "Change a tenant's name or durability (operators also suspension and quota)."},
 		{"DELETE", "/api/cp/tenants/{id}", accessCaller, c.write(c.handleDeleteTenant), "tenants", "Delete a tenant (its data is kept for the grace period)."},
 		{"POST", "/api/cp/tenants/{id}/sso", accessCaller, c.write(c.handleSSO), "tenants", "A one-time URL that opens the tenant's admin UI signed in."},
+		{"GET", "/api/cp/tenants/{id}/metrics", accessCaller, c.leaderOnly(c.handleTenantMetrics), "tenants", "The tenant's last minute: requests and errors per second, latency p95, storage, replication lag."},
 		{"GET", "/api/cp/tenants/{id}/restore-points", accessCaller, c.handleRestorePoints, "backups", "The tenant's restorable window, per ownership epoch."},
 		{"POST", "/api/cp/tenants/{id}/pitr", accessCaller, c.write(c.handlePITR), "backups", "Restore the tenant to a moment, in place ({timestamp}) or into a new tenant ({timestamp, fork})."},
 		{"GET", "/api/cp/tenants/{id}/export", accessCaller, c.handleExport, "backups", "The tenant as one archive (a PocketBase pb_data directory, gzipped tar)."},

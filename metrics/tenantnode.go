@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Activation kinds, the kind label of activation metrics.
@@ -178,4 +179,39 @@ func (t *Tenant) End(stream bool, status int, took time.Duration) {
 		return
 	}
 	t.latency.Observe(took.Seconds())
+}
+
+// TenantTotals is what a tenant's series have counted since it was
+// activated: its requests, its 5xx answers, and its request latencies as
+// cumulative counts per LatencyBuckets bound (the last is the total).
+type TenantTotals struct {
+	Requests uint64
+	Errors   uint64
+	Latency  []uint64
+}
+
+// Totals reads t's counters (no I/O; a few atomic loads).
+func (t *Tenant) Totals() TenantTotals {
+	var tot TenantTotals
+	var m dto.Metric
+	for _, c := range t.requests {
+		m.Reset()
+		if c.Write(&m) == nil {
+			tot.Requests += uint64(m.GetCounter().GetValue())
+		}
+	}
+	m.Reset()
+	if t.errors.Write(&m) == nil {
+		tot.Errors = uint64(m.GetCounter().GetValue())
+	}
+	if h, ok := t.latency.(prometheus.Metric); ok {
+		m.Reset()
+		if h.Write(&m) == nil {
+			for _, b := range m.GetHistogram().GetBucket() {
+				tot.Latency = append(tot.Latency, b.GetCumulativeCount())
+			}
+			tot.Latency = append(tot.Latency, m.GetHistogram().GetSampleCount())
+		}
+	}
+	return tot
 }

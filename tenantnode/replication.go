@@ -51,6 +51,13 @@ func (c fencedClient) DeleteAll(ctx context.Context) error {
 // object store trails its data.db.
 func (inst *instance) report() cluster.TenantReport {
 	r := cluster.TenantReport{ID: inst.tenant.ID, Epoch: inst.tenant.Epoch}
+	if inst.metrics != nil {
+		tot := inst.metrics.Totals()
+		r.Requests, r.Errors, r.Latency = tot.Requests, tot.Errors, tot.Latency
+	}
+	if inst.quota != nil {
+		r.DBBytes, r.FileBytes = inst.quota.dbBytes.Load(), inst.quota.fileBytes.Load()
+	}
 	if len(inst.dbs) == 0 {
 		return r
 	}
