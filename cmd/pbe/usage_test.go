@@ -23,7 +23,7 @@ func TestTenantMetrics_OwnerSeesTheLastMinute(t *testing.T) {
 	var u struct {
 		Active            bool
 		Requests          uint64
-		RequestsPerSecond float64 `json:"requests_per_second"`
+		RequestsPerSecond float64  `json:"requests_per_second"`
 		P95               *float64 `json:"p95_seconds"`
 		DBBytes           int64    `json:"db_bytes"`
 		StorageBytes      int64    `json:"storage_bytes"`
