@@ -2,109 +2,67 @@
 // verification, password reset, "someone tried to sign up with your
 // address", "your password was changed" and quota-request decisions.
 //
-// Two senders: SMTPSender (configured with an smtp:// or smtps:// URL)
-// and DirSender, the development default, which writes each message as an
-// .eml file and logs its links so a developer can click them. Templates
-// render a message from a name and Data: built-in defaults, each of which
-// an operator can override with files in a directory ({name}.subject,
-// {name}.txt, {name}.html).
+// # Senders
+//
+// A Sender delivers one Message. There are two:
+//
+//   - SMTPSender, configured with a URL (see ParseSMTPURL):
+//     smtp://user:pass@host:587 upgrades with STARTTLS and refuses a server
+//     that does not offer it, smtps://user:pass@host:465 speaks TLS from the
+//     first byte, and ?tls=none sends in the clear, to a loopback address
+//     only (a local relay, or a test server). Credentials go out with AUTH
+//     PLAIN and never over an unencrypted connection except with tls=none.
+//   - DirSender, the development default when no SMTP server is configured:
+//     it writes each message as an .eml file into a directory and logs its
+//     recipient, subject, file and links, so a developer can click the
+//     verification link from the log.
+//
+// Both compose the same message: multipart/alternative with a text/plain
+// and a text/html part, UTF-8, quoted-printable, with Date, Message-ID,
+// From, To and Subject headers. A header value holding a line break is
+// refused (ErrHeaderInjection), so no input can add headers or recipients.
+//
+// # Templates
+//
+// Templates renders a message from a template name (Verify, Reset,
+// SignupExists, PasswordChanged, QuotaDecision) and Data. Each name has
+// three built-in templates embedded in the binary: {name}.subject and
+// {name}.txt (text/template) and {name}.html (html/template, which escapes
+// what it is given). An operator overrides any of them by putting a file of
+// the same name in the override directory (pbe serve --mail-templates);
+// the files not there keep the built-in text. LoadTemplates parses every
+// template and renders it once with sample data, so a template that does
+// not parse or names a field Data lacks stops the start-up, naming the
+// file, instead of failing the first customer who signs up.
 package email
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
-	"net/mail"
-	"net/textproto"
-	"strings"
-	"time"
 )
 
-// Message is one e-mail: a text part and an HTML part.
+// Message is one e-mail to one recipient, with a plain-text and an HTML
+// rendering of the same content.
 type Message struct {
-	To      string
+	// To is the recipient: "alice@example.com" or "Alice <alice@example.com>".
+	To string
+	// Subject is the subject line, any UTF-8 (it is encoded as needed).
 	Subject string
-	Text    string
-	HTML    string
+	// Text is the text/plain part; HTML the text/html part. An empty part
+	// is left out.
+	Text, HTML string
 }
 
 // Sender delivers messages.
+//
+// Send returns nil once the message is delivered to the next hop (the SMTP
+// server accepted it, or the file is written); it returns when ctx is done
+// at the latest. Implementations are safe for concurrent use.
 type Sender interface {
 	Send(ctx context.Context, m Message) error
 }
 
-// errHeader is returned for a header value that would inject headers.
-var errHeader = errors.New("e-mail header contains a line break")
-
-func checkHeader(values ...string) error {
-	for _, v := range values {
-		if strings.ContainsAny(v, "\r\n") {
-			return errHeader
-		}
-	}
-	return nil
-}
-
-// compose returns the RFC 5322 form of m from from: multipart/alternative,
-// UTF-8, quoted-printable parts.
-func compose(from string, m Message, now time.Time) ([]byte, error) {
-	if err := checkHeader(from, m.To, m.Subject); err != nil {
-		return nil, err
-	}
-	if _, err := mail.ParseAddress(m.To); err != nil {
-		return nil, fmt.Errorf("recipient %q: %w", m.To, err)
-	}
-	fromAddr, err := mail.ParseAddress(from)
-	if err != nil {
-		return nil, fmt.Errorf("sender %q: %w", from, err)
-	}
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	for _, part := range []struct{ typ, content string }{{"text/plain", m.Text}, {"text/html", m.HTML}} {
-		if part.content == "" {
-			continue
-		}
-		h := textproto.MIMEHeader{}
-		h.Set("Content-Type", part.typ+"; charset=utf-8")
-		h.Set("Content-Transfer-Encoding", "quoted-printable")
-		w, err := mw.CreatePart(h)
-		if err != nil {
-			return nil, err
-		}
-		qp := quotedprintable.NewWriter(w)
-		if _, err := qp.Write([]byte(part.content)); err != nil {
-			return nil, err
-		}
-		if err := qp.Close(); err != nil {
-			return nil, err
-		}
-	}
-	if err := mw.Close(); err != nil {
-		return nil, err
-	}
-	id := make([]byte, 12)
-	_, _ = rand.Read(id)
-	domain := fromAddr.Address[strings.LastIndexByte(fromAddr.Address, '@')+1:]
-	var out bytes.Buffer
-	hdr := [][2]string{
-		{"From", fromAddr.String()},
-		{"To", m.To},
-		{"Subject", mime.QEncoding.Encode("utf-8", m.Subject)},
-		{"Date", now.Format(time.RFC1123Z)},
-		{"Message-ID", "<" + hex.EncodeToString(id) + "@" + domain + ">"},
-		{"MIME-Version", "1.0"},
-		{"Content-Type", "multipart/alternative; boundary=" + mw.Boundary()},
-	}
-	for _, h := range hdr {
-		fmt.Fprintf(&out, "%s: %s\r\n", h[0], h[1])
-	}
-	out.WriteString("\r\n")
-	out.Write(body.Bytes())
-	return out.Bytes(), nil
-}
+// ErrHeaderInjection is returned by Send for a message whose To or Subject,
+// or a sender whose From, contains a line break: sending it could add
+// headers or recipients. Such a message is never sent, in part or whole.
+var ErrHeaderInjection = errors.New("e-mail header contains a line break")

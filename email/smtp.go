@@ -6,196 +6,165 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/mail"
 	"net/smtp"
-	"net/url"
-	"strconv"
 	"time"
 )
 
-// TLS modes of an SMTP connection.
-const (
-	// TLSStartTLS upgrades the connection with STARTTLS and refuses a
-	// server that does not offer it (smtp:// default).
-	TLSStartTLS = "starttls"
-	// TLSOpportunistic upgrades when the server offers STARTTLS.
-	TLSOpportunistic = "opportunistic"
-	// TLSImplicit speaks TLS from the first byte (smtps://).
-	TLSImplicit = "tls"
-	// TLSNone never encrypts; allowed only to loopback addresses.
-	TLSNone = "none"
+// Errors of SMTPSender.Send that say the server and the configured TLS mode
+// do not fit; sending again will not help.
+var (
+	// ErrNoSTARTTLS is returned when STARTTLS is required (smtp://, the
+	// default) and the server does not offer it.
+	ErrNoSTARTTLS = errors.New("SMTP server does not offer STARTTLS")
+	// ErrUnencryptedAuth is returned when the URL has credentials, the
+	// mode is opportunistic and the server offers no STARTTLS: the
+	// password is not sent in the clear.
+	ErrUnencryptedAuth = errors.New("refusing to send SMTP credentials over an unencrypted connection")
 )
 
-// SMTPConfig says how to reach an SMTP server.
-type SMTPConfig struct {
-	Host, Port         string
-	Username, Password string
-	TLS                string
-	InsecureSkipVerify bool
-	Timeout            time.Duration
-}
-
-// ParseSMTPURL reads smtp://user:pass@host:port?tls=starttls|opportunistic|none
-// (port 587 by default) or smtps://user:pass@host:port (implicit TLS, port
-// 465 by default). ?insecure_skip_verify=true accepts any certificate (for
-// testing only).
-func ParseSMTPURL(raw string) (SMTPConfig, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return SMTPConfig{}, fmt.Errorf("SMTP URL: %w", err)
-	}
-	c := SMTPConfig{Host: u.Hostname(), Port: u.Port(), Timeout: 30 * time.Second}
-	switch u.Scheme {
-	case "smtp":
-		c.TLS = TLSStartTLS
-		if c.Port == "" {
-			c.Port = "587"
-		}
-	case "smtps":
-		c.TLS = TLSImplicit
-		if c.Port == "" {
-			c.Port = "465"
-		}
-	default:
-		return SMTPConfig{}, fmt.Errorf("SMTP URL %q: scheme must be smtp:// (STARTTLS) or smtps:// (TLS)", u.Redacted())
-	}
-	if c.Host == "" {
-		return SMTPConfig{}, fmt.Errorf("SMTP URL %q has no host", u.Redacted())
-	}
-	if n, err := strconv.Atoi(c.Port); err != nil || n < 1 || n > 65535 {
-		return SMTPConfig{}, fmt.Errorf("SMTP URL %q: bad port", u.Redacted())
-	}
-	if u.User != nil {
-		c.Username = u.User.Username()
-		c.Password, _ = u.User.Password()
-	}
-	q := u.Query()
-	if m := q.Get("tls"); m != "" {
-		if u.Scheme == "smtps" && m != TLSImplicit {
-			return SMTPConfig{}, fmt.Errorf("SMTP URL: smtps:// is always TLS; drop ?tls=%s", m)
-		}
-		switch m {
-		case TLSStartTLS, TLSOpportunistic, TLSNone, TLSImplicit:
-			c.TLS = m
-		default:
-			return SMTPConfig{}, fmt.Errorf("SMTP URL: tls must be starttls, opportunistic or none, not %q", m)
-		}
-	}
-	c.InsecureSkipVerify = q.Get("insecure_skip_verify") == "true"
-	if c.TLS == TLSNone && !isLoopback(c.Host) {
-		return SMTPConfig{}, fmt.Errorf("SMTP URL: tls=none is allowed only to a loopback address, not %s", c.Host)
-	}
-	return c, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// SMTPSender sends through one SMTP server, one connection per message.
+// SMTPSender sends through one SMTP server, a new connection for each
+// message (the platform sends few). It is safe for concurrent use.
 type SMTPSender struct {
 	cfg  SMTPConfig
 	from string
 }
 
-// NewSMTPSender returns a sender with envelope and header sender from.
+// NewSMTPSender returns a sender through the server of cfg with from
+// ("pbe <noreply@example.com>") as the From header and envelope sender.
 func NewSMTPSender(cfg SMTPConfig, from string) (*SMTPSender, error) {
-	if _, err := mail.ParseAddress(from); err != nil {
-		return nil, fmt.Errorf("mail from %q: %w", from, err)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("SMTP config: %w", err)
 	}
-	if err := checkHeader(from); err != nil {
+	if _, err := parseFrom(from); err != nil {
 		return nil, err
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
 	}
 	return &SMTPSender{cfg: cfg, from: from}, nil
 }
 
-// Send delivers m.
+// Send delivers m and returns once the server has accepted it, or when ctx
+// is done, or after the config's Timeout, whichever comes first.
 func (s *SMTPSender) Send(ctx context.Context, m Message) error {
-	data, err := compose(s.from, m, time.Now())
+	env, data, err := compose(s.from, m, time.Now())
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	addr := net.JoinHostPort(s.cfg.Host, s.cfg.Port)
-	tlsConf := &tls.Config{ServerName: s.cfg.Host, InsecureSkipVerify: s.cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	var conn net.Conn
-	d := &net.Dialer{}
-	if s.cfg.TLS == TLSImplicit {
-		conn, err = (&tls.Dialer{NetDialer: d, Config: tlsConf}).DialContext(ctx, "tcp", addr)
-	} else {
-		conn, err = d.DialContext(ctx, "tcp", addr)
-	}
+	conn, err := s.dial(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("connect to SMTP server %s: %w", addr, err)
 	}
+	// Closing the connection when ctx ends unblocks any read or write;
+	// ctx.Err() is set by then, so the error below says why.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
+	if err := s.deliver(conn, env, data); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("send e-mail via %s: %w (%v)", addr, ctx.Err(), err)
+		}
+		return fmt.Errorf("send e-mail via %s: %w", addr, err)
 	}
+	return nil
+}
+
+func (s *SMTPSender) dial(ctx context.Context, addr string) (net.Conn, error) {
+	d := &net.Dialer{}
+	if s.cfg.TLS == TLSImplicit {
+		return (&tls.Dialer{NetDialer: d, Config: s.tlsConfig()}).DialContext(ctx, "tcp", addr)
+	}
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+func (s *SMTPSender) tlsConfig() *tls.Config {
+	return &tls.Config{ServerName: s.cfg.Host, InsecureSkipVerify: s.cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+}
+
+// deliver runs one SMTP session on conn: EHLO, STARTTLS, AUTH, the message
+// and QUIT.
+func (s *SMTPSender) deliver(conn net.Conn, env envelope, data []byte) error {
 	c, err := smtp.NewClient(conn, s.cfg.Host)
 	if err != nil {
 		conn.Close()
-		return fmt.Errorf("SMTP greeting from %s: %w", addr, err)
+		return fmt.Errorf("greeting: %w", err)
 	}
 	defer c.Close()
-	if err := c.Hello("localhost"); err != nil {
+	encrypted, err := s.secure(c)
+	if err != nil {
 		return err
 	}
-	encrypted := s.cfg.TLS == TLSImplicit
-	if s.cfg.TLS == TLSStartTLS || s.cfg.TLS == TLSOpportunistic {
-		if ok, _ := c.Extension("STARTTLS"); ok {
-			if err := c.StartTLS(tlsConf); err != nil {
-				return fmt.Errorf("STARTTLS with %s: %w", addr, err)
-			}
-			encrypted = true
-		} else if s.cfg.TLS == TLSStartTLS {
-			return fmt.Errorf("SMTP server %s does not offer STARTTLS; use ?tls=opportunistic to send unencrypted", addr)
-		}
+	if err := s.login(c, encrypted); err != nil {
+		return err
 	}
-	if s.cfg.Username != "" {
-		if ok, _ := c.Extension("AUTH"); !ok {
-			return fmt.Errorf("SMTP server %s does not offer AUTH but credentials were given", addr)
-		}
-		if !encrypted && !isLoopback(s.cfg.Host) {
-			return errors.New("refusing to send SMTP credentials over an unencrypted connection")
-		}
-		if err := c.Auth(plainAuth{username: s.cfg.Username, password: s.cfg.Password}); err != nil {
-			return fmt.Errorf("SMTP login to %s: %w", addr, err)
-		}
+	if err := c.Mail(env.from); err != nil {
+		return fmt.Errorf("MAIL FROM:<%s>: %w", env.from, err)
 	}
-	from, _ := mail.ParseAddress(s.from)
-	to, _ := mail.ParseAddress(m.To)
-	if err := c.Mail(from.Address); err != nil {
-		return fmt.Errorf("SMTP MAIL FROM: %w", err)
-	}
-	if err := c.Rcpt(to.Address); err != nil {
-		return fmt.Errorf("SMTP RCPT TO %s: %w", to.Address, err)
+	if err := c.Rcpt(env.to); err != nil {
+		return fmt.Errorf("RCPT TO:<%s>: %w", env.to, err)
 	}
 	w, err := c.Data()
 	if err != nil {
-		return fmt.Errorf("SMTP DATA: %w", err)
+		return fmt.Errorf("DATA: %w", err)
 	}
 	if _, err := w.Write(data); err != nil {
-		return fmt.Errorf("SMTP DATA: %w", err)
+		return fmt.Errorf("DATA: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("SMTP DATA: %w", err)
+		return fmt.Errorf("DATA: %w", err)
 	}
-	return c.Quit()
+	// The server has the message now: a failed QUIT must not make the
+	// caller send it a second time.
+	_ = c.Quit()
+	return nil
 }
 
-// plainAuth is SASL PLAIN. Unlike net/smtp's PlainAuth it leaves the
-// decision to send credentials on this connection to Send, which allows
-// an unencrypted one only to loopback.
+// secure upgrades the session with STARTTLS as the TLS mode asks and
+// reports whether it is encrypted.
+func (s *SMTPSender) secure(c *smtp.Client) (bool, error) {
+	switch s.cfg.TLS {
+	case TLSImplicit:
+		return true, nil
+	case TLSNone:
+		return false, nil
+	}
+	if ok, _ := c.Extension("STARTTLS"); !ok {
+		if s.cfg.TLS == TLSStartTLS {
+			return false, fmt.Errorf("%w (use smtps:// if it speaks TLS on another port, or ?tls=opportunistic to send unencrypted)", ErrNoSTARTTLS)
+		}
+		return false, nil
+	}
+	if err := c.StartTLS(s.tlsConfig()); err != nil {
+		return false, fmt.Errorf("STARTTLS: %w", err)
+	}
+	return true, nil
+}
+
+// login authenticates with AUTH PLAIN when the config has credentials. It
+// sends them only over an encrypted session, or in the clear when the mode
+// is TLSNone (which Validate allows only to loopback).
+func (s *SMTPSender) login(c *smtp.Client, encrypted bool) error {
+	if s.cfg.Username == "" {
+		return nil
+	}
+	if !encrypted && s.cfg.TLS != TLSNone {
+		return fmt.Errorf("%w: the server offers no STARTTLS", ErrUnencryptedAuth)
+	}
+	if ok, _ := c.Extension("AUTH"); !ok {
+		return errors.New("the SMTP URL has credentials but the server does not offer AUTH")
+	}
+	if err := c.Auth(plainAuth{username: s.cfg.Username, password: s.cfg.Password}); err != nil {
+		return fmt.Errorf("AUTH PLAIN as %q: %w", s.cfg.Username, err)
+	}
+	return nil
+}
+
+// plainAuth is SASL PLAIN (RFC 4616). net/smtp's PlainAuth refuses an
+// unencrypted connection to any host but localhost, 127.0.0.1 and ::1; this
+// one leaves that decision to login, which allows it only for TLSNone and
+// says why when it refuses.
 type plainAuth struct{ username, password string }
 
 func (a plainAuth) Start(*smtp.ServerInfo) (string, []byte, error) {
@@ -204,7 +173,7 @@ func (a plainAuth) Start(*smtp.ServerInfo) (string, []byte, error) {
 
 func (a plainAuth) Next(_ []byte, more bool) ([]byte, error) {
 	if more {
-		return nil, errors.New("unexpected SMTP AUTH challenge")
+		return nil, errors.New("unexpected challenge after AUTH PLAIN")
 	}
 	return nil, nil
 }

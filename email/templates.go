@@ -6,61 +6,109 @@ import (
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	texttemplate "text/template"
 )
 
+// Names of the platform's e-mails, for Templates.Render.
+const (
+	// Verify asks a new customer to confirm the address (Data.Link).
+	Verify = "verify"
+	// Reset carries a password-reset link (Data.Link).
+	Reset = "reset"
+	// SignupExists tells the owner of an address that someone tried to
+	// sign up with it again, so that sign-up does not reveal which
+	// addresses have accounts (Data.Link: where to log in).
+	SignupExists = "signup_exists"
+	// PasswordChanged tells that the password was changed.
+	PasswordChanged = "password_changed"
+	// QuotaDecision tells the decision on a quota request (Data.Kind,
+	// Value, State and Reason).
+	QuotaDecision = "quota_decision"
+)
+
+// names are the templates every Templates has.
+var names = []string{Verify, Reset, SignupExists, PasswordChanged, QuotaDecision}
+
+// The three files of a template, {name}.{ext}.
+const (
+	extSubject = "subject"
+	extText    = "txt"
+	extHTML    = "html"
+)
+
+// ErrUnknownTemplate is returned by Render for a name that is not one of
+// the constants above.
+var ErrUnknownTemplate = errors.New("no such e-mail template")
+
 // Data is what a template can use.
 type Data struct {
-	// Product names the platform ("pbe" unless configured).
+	// Product names the platform ("pbe" when empty).
 	Product string
-	// Email is the recipient's address.
+	// Email is the recipient's address (Render's to when empty).
 	Email string
 	// Link is the verification, reset or login link.
-	Link    string
+	Link string
+	// BaseURL is the platform's public URL.
 	BaseURL string
-	// Kind, Value, State and Reason describe a quota decision.
-	Kind   string
-	Value  int64
-	State  string
-	Reason string
+	// Kind, Value, State ("approved" or "rejected") and Reason describe a
+	// quota decision.
+	Kind, State, Reason string
+	Value               int64
 }
 
-// Names of the platform's e-mails.
-var Names = []string{"verify", "reset", "signup_exists", "password_changed", "quota_decision"}
+// sampleData is what LoadTemplates renders every template with, to find
+// at start-up a template that fails on execution (a misspelt field).
+var sampleData = Data{
+	Product: "pbe", Email: "alice@example.com", Link: "https://example.com/x?token=t", BaseURL: "https://example.com",
+	Kind: "max_tenants", State: "approved", Reason: "ok", Value: 5,
+}
 
 //go:embed templates
 var builtin embed.FS
 
-// Templates renders the platform's e-mails.
+// Templates renders the platform's e-mails. It is immutable after
+// LoadTemplates and safe for concurrent use.
 type Templates struct {
-	set map[string]*set
+	set map[string]*templateSet
 }
 
-type set struct {
+// templateSet is one name's templates.
+type templateSet struct {
 	subject *texttemplate.Template
 	text    *texttemplate.Template
 	html    *htmltemplate.Template
 }
 
-// LoadTemplates loads the built-in templates and, when overrideDir is not
-// empty, replaces each with the files {name}.subject, {name}.txt and
-// {name}.html found there. A file that does not parse is an error naming
-// it.
+// LoadTemplates returns the built-in templates, each file of which is
+// replaced by {name}.subject, {name}.txt or {name}.html in overrideDir
+// when there is one (overrideDir "": the built-ins only). It is an error,
+// naming the file, when overrideDir is not a readable directory, holds a
+// template file for an unknown name, or a template does not parse or fails
+// to render sample data.
 func LoadTemplates(overrideDir string) (*Templates, error) {
-	t := &Templates{set: map[string]*set{}}
-	for _, name := range Names {
-		s := &set{}
-		for _, ext := range []string{"subject", "txt", "html"} {
+	overrides, err := listOverrides(overrideDir)
+	if err != nil {
+		return nil, err
+	}
+	t := &Templates{set: map[string]*templateSet{}}
+	for _, name := range names {
+		s := &templateSet{}
+		for _, ext := range []string{extSubject, extText, extHTML} {
 			file := name + "." + ext
-			src, where, err := read(overrideDir, file)
+			src, where, err := readTemplate(overrideDir, overrides[file], file)
 			if err != nil {
 				return nil, err
 			}
 			if err := s.parse(ext, file, src); err != nil {
+				return nil, fmt.Errorf("e-mail template %s: %w", where, err)
+			}
+			if err := s.check(ext); err != nil {
 				return nil, fmt.Errorf("e-mail template %s: %w", where, err)
 			}
 		}
@@ -69,57 +117,98 @@ func LoadTemplates(overrideDir string) (*Templates, error) {
 	return t, nil
 }
 
-// read returns file from overrideDir if it is there, else the built-in.
-func read(overrideDir, file string) (string, string, error) {
-	if overrideDir != "" {
-		p := filepath.Join(overrideDir, file)
-		b, err := os.ReadFile(p)
-		if err == nil {
-			return string(b), p, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return "", p, fmt.Errorf("e-mail template: %w", err)
-		}
+// listOverrides returns the template files in dir, and an error for one
+// whose name is unknown (a misspelt override would otherwise be ignored).
+func listOverrides(dir string) (map[string]bool, error) {
+	found := map[string]bool{}
+	if dir == "" {
+		return found, nil
 	}
-	b, err := builtin.ReadFile("templates/" + file)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("e-mail templates: %w", err)
+	}
+	for _, e := range entries {
+		base, ext, _ := strings.Cut(e.Name(), ".")
+		if e.IsDir() || !slices.Contains([]string{extSubject, extText, extHTML}, ext) {
+			continue // a README, say
+		}
+		if !slices.Contains(names, base) {
+			return nil, fmt.Errorf("e-mail template %s: unknown name %q (known: %s)",
+				filepath.Join(dir, e.Name()), base, strings.Join(names, ", "))
+		}
+		found[e.Name()] = true
+	}
+	return found, nil
+}
+
+// readTemplate returns the source of file, from dir when override is set,
+// else the built-in one, and where it came from.
+func readTemplate(dir string, override bool, file string) (src, where string, err error) {
+	if override {
+		where = filepath.Join(dir, file)
+		b, err := os.ReadFile(where)
+		if err != nil {
+			return "", where, fmt.Errorf("e-mail template: %w", err)
+		}
+		return string(b), where, nil
+	}
+	b, err := fs.ReadFile(builtin, "templates/"+file)
 	return string(b), "built-in " + file, err
 }
 
-func (s *set) parse(ext, name, src string) error {
+func (s *templateSet) parse(ext, file, src string) error {
 	var err error
 	switch ext {
-	case "subject":
-		s.subject, err = texttemplate.New(name).Option("missingkey=error").Parse(strings.TrimSpace(src))
-	case "txt":
-		s.text, err = texttemplate.New(name).Option("missingkey=error").Parse(src)
-	case "html":
-		s.html, err = htmltemplate.New(name).Option("missingkey=error").Parse(src)
+	case extSubject:
+		s.subject, err = texttemplate.New(file).Parse(src)
+	case extText:
+		s.text, err = texttemplate.New(file).Parse(src)
+	case extHTML:
+		s.html, err = htmltemplate.New(file).Parse(src)
 	}
 	return err
 }
 
-// Render returns e-mail name for to.
-func (t *Templates) Render(name, to string, d Data) (Message, error) {
+// check renders the template of ext with sampleData.
+func (s *templateSet) check(ext string) error {
+	switch ext {
+	case extSubject:
+		return s.subject.Execute(io.Discard, sampleData)
+	case extText:
+		return s.text.Execute(io.Discard, sampleData)
+	default:
+		return s.html.Execute(io.Discard, sampleData)
+	}
+}
+
+// Render returns e-mail name (Verify, Reset, ...) to to, filled with data.
+// The subject is folded onto one line, so data cannot add headers.
+func (t *Templates) Render(name, to string, data Data) (Message, error) {
 	s, ok := t.set[name]
 	if !ok {
-		return Message{}, fmt.Errorf("no e-mail template %q", name)
+		return Message{}, fmt.Errorf("%w: %q", ErrUnknownTemplate, name)
 	}
-	if d.Product == "" {
-		d.Product = "pbe"
+	if data.Product == "" {
+		data.Product = "pbe"
 	}
-	if d.Email == "" {
-		d.Email = to
+	if data.Email == "" {
+		data.Email = to
 	}
-	var subj, text, html bytes.Buffer
-	if err := s.subject.Execute(&subj, d); err != nil {
-		return Message{}, fmt.Errorf("e-mail %s subject: %w", name, err)
+	var subject, text, html bytes.Buffer
+	if err := s.subject.Execute(&subject, data); err != nil {
+		return Message{}, fmt.Errorf("render e-mail %s: %w", name, err)
 	}
-	if err := s.text.Execute(&text, d); err != nil {
-		return Message{}, fmt.Errorf("e-mail %s text: %w", name, err)
+	if err := s.text.Execute(&text, data); err != nil {
+		return Message{}, fmt.Errorf("render e-mail %s: %w", name, err)
 	}
-	if err := s.html.Execute(&html, d); err != nil {
-		return Message{}, fmt.Errorf("e-mail %s HTML: %w", name, err)
+	if err := s.html.Execute(&html, data); err != nil {
+		return Message{}, fmt.Errorf("render e-mail %s: %w", name, err)
 	}
-	subject := strings.Join(strings.Fields(subj.String()), " ")
-	return Message{To: to, Subject: subject, Text: text.String(), HTML: html.String()}, nil
+	return Message{
+		To:      to,
+		Subject: strings.Join(strings.Fields(subject.String()), " "),
+		Text:    text.String(),
+		HTML:    html.String(),
+	}, nil
 }
