@@ -35,7 +35,7 @@ func TestArchives_ExportOpensInPocketBaseImportAndNamedBackups(t *testing.T) {
 	alice := signup(t, s, mail, "alice@example.com", true)
 	mustStatus(t, alice.api("PATCH", "/api/cp/users/"+alice.id, map[string]any{}), http.StatusForbidden)
 	mustStatus(t, s.api("PATCH", "/api/cp/users/"+alice.id, map[string]any{"quota": map[string]any{"max_tenants": 5}}), http.StatusOK)
-	mustStatus(t, alice.api("POST", "/api/cp/tenants", map[string]any{"id": "shop",
+	mustStatus(t, alice.api("POST", "/api/cp/tenants", map[string]any{"id": "shop", "durability": "sync", // each write is in the object store when it returns
 		"admin": map[string]string{"email": "admin@shop.test", "password": "password-shop"}}), http.StatusCreated)
 	token := s.superuserToken("shop")
 	s.createPostsCollection("shop", token)

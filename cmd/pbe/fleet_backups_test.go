@@ -15,7 +15,7 @@ func TestFleet_BackupsOnS3(t *testing.T) {
 		t.Skip("runs a fleet of processes")
 	}
 	f := startFleet(t, "tn-1", "tn-2")
-	f.createTenant("acme", "async")
+	f.createTenant("acme", "sync") // each write is in the object store when it returns
 	g := f.gateway()
 	g.createPost("acme", "A")
 	f.waitReplicated("acme")

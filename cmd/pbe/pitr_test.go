@@ -27,7 +27,7 @@ func waitReplicated(t *testing.T, s *testServer, id string, after time.Time) {
 func TestPITR_InPlaceUndoAndFork(t *testing.T) {
 	s, mail := startAccountsServer(t)
 	alice := signup(t, s, mail, "alice@example.com", true)
-	mustStatus(t, alice.api("POST", "/api/cp/tenants", map[string]any{"id": "shop",
+	mustStatus(t, alice.api("POST", "/api/cp/tenants", map[string]any{"id": "shop", "durability": "sync", // each write is in the object store when it returns
 		"admin": map[string]string{"email": "admin@shop.test", "password": "password-shop"}}), http.StatusCreated)
 	s.createPostsCollection("shop", s.superuserToken("shop"))
 	s.createPost("shop", "A")
