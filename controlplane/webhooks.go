@@ -273,6 +273,9 @@ func (h *webhooks) deliver(ctx context.Context, hook store.StoredWebhook) {
 			return
 		}
 		for _, e := range es {
+			if !h.exists(hook.ID) {
+				return // deleted: nothing more is sent once the delete is applied
+			}
 			if !h.send(ctx, hook, e) {
 				return
 			}
@@ -292,6 +295,20 @@ func (h *webhooks) deliver(ctx context.Context, hook store.StoredWebhook) {
 		case <-time.After(webhookIdleWait):
 		}
 	}
+}
+
+// exists reports whether webhook id is still registered.
+func (h *webhooks) exists(id string) bool {
+	hooks, err := h.c.store.Webhooks()
+	if err != nil {
+		return true
+	}
+	for _, w := range hooks {
+		if w.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // send delivers e, retrying with backoff until it succeeds or ctx ends.
@@ -315,6 +332,9 @@ func (h *webhooks) send(ctx context.Context, hook store.StoredWebhook, e cluster
 		case <-ctx.Done():
 			return false
 		case <-time.After(wait):
+		}
+		if !h.exists(hook.ID) {
+			return false
 		}
 		wait = min(wait*2, WebhookRetryMax)
 	}
