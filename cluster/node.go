@@ -65,6 +65,11 @@ type TenantReport struct {
 	// size and its uploaded files.
 	DBBytes   int64 `json:"db_bytes,omitempty"`
 	FileBytes int64 `json:"file_bytes,omitempty"`
+	// RequestQuotaRefusals and StorageQuotaRefusals count the requests
+	// refused since activation for the daily request quota (429) and the
+	// storage quota (507).
+	RequestQuotaRefusals uint64 `json:"request_quota_refusals,omitempty"`
+	StorageQuotaRefusals uint64 `json:"storage_quota_refusals,omitempty"`
 }
 
 // Heartbeat is a node's periodic report to the control plane; it renews

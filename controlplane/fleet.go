@@ -34,7 +34,10 @@ type fleet struct {
 	// lastActive is when a node last reported each tenant active.
 	lastActive map[string]time.Time
 	// usages are the active tenants' recent reports (usage.go).
-	usages      map[string]*usageRing
+	usages map[string]*usageRing
+	// quotaEvents is when a quota.exceeded event was last published for
+	// a tenant and quota, so a tenant at its quota makes one an hour.
+	quotaEvents map[string]time.Time
 	leaderSince time.Time // zero when not leader
 	// pending counts tenants assigned to a node since its last report.
 	pending map[string]int
@@ -61,6 +64,9 @@ func (f *fleet) lead(leader bool) {
 	}
 }
 
+// quotaEventEvery spaces a tenant's quota.exceeded events per quota.
+const quotaEventEvery = time.Hour
+
 // LagEventSeconds is the replication lag past which a tenant's lag is
 // published (replication.lagging, then replication.recovered).
 const LagEventSeconds = 10
@@ -74,6 +80,9 @@ func (f *fleet) record(hb cluster.Heartbeat) []cluster.Event {
 	defer f.mu.Unlock()
 	tenants := make(map[string]cluster.TenantReport, len(hb.Tenants))
 	now := time.Now()
+	if f.quotaEvents == nil {
+		f.quotaEvents = map[string]time.Time{}
+	}
 	for _, r := range hb.Tenants {
 		tenants[r.ID] = r
 		f.lastActive[r.ID] = now
@@ -95,6 +104,19 @@ func (f *fleet) record(hb cluster.Heartbeat) []cluster.Event {
 				events = append(events, cluster.Event{Type: store.EventReplicationLagging, Tenant: id, Node: hb.Node, Data: map[string]any{"lag_seconds": r.LagSeconds}})
 			case r.LagSeconds <= LagEventSeconds && p.LagSeconds > LagEventSeconds:
 				events = append(events, cluster.Event{Type: store.EventReplicationRecovered, Tenant: id, Node: hb.Node})
+			}
+			if was {
+				for _, q := range []struct {
+					kind      string
+					now, then uint64
+				}{{cluster.QuotaRequestsPerDay, r.RequestQuotaRefusals, p.RequestQuotaRefusals}, {cluster.QuotaStorageBytes, r.StorageQuotaRefusals, p.StorageQuotaRefusals}} {
+					key := id + "/" + q.kind
+					if q.now > q.then && now.Sub(f.quotaEvents[key]) >= quotaEventEvery {
+						f.quotaEvents[key] = now
+						events = append(events, cluster.Event{Type: store.EventQuotaExceeded, Tenant: id, Node: hb.Node,
+							Data: map[string]any{"quota": q.kind, "refused": q.now - q.then}})
+					}
+				}
 			}
 		}
 		for id := range prev.tenants {

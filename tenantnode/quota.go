@@ -40,6 +40,10 @@ type quotaState struct {
 	// served is set by requests while a storage quota applies; the usage
 	// loop measures the databases again only after it was set.
 	served atomic.Bool
+	// refusedRequests and refusedWrites count the requests refused for
+	// the request quota (429) and the storage quota (507).
+	refusedRequests atomic.Uint64
+	refusedWrites   atomic.Uint64
 
 	usage // persistence and measurement, quota_usage.go
 }
@@ -83,6 +87,7 @@ func (q *quotaState) admit(w http.ResponseWriter, r *http.Request, now time.Time
 				limit, time.Unix(reset, 0).UTC().Format(time.RFC3339))
 			err.Data = map[string]any{"limit": limit, "used": used, "reset": reset}
 			cluster.WriteError(retryAfterWriter{w, strconv.FormatInt(max(reset-sec, 1), 10)}, err)
+			q.refusedRequests.Add(1)
 			return false
 		}
 	}
@@ -95,6 +100,7 @@ func (q *quotaState) admit(w http.ResponseWriter, r *http.Request, now time.Time
 				"this app uses %d of its %d bytes of storage; delete data or ask for more storage", used, limit)
 			err.Data = map[string]any{"limit": limit, "used": used}
 			cluster.WriteError(w, err)
+			q.refusedWrites.Add(1)
 			return false
 		}
 	}

@@ -57,6 +57,7 @@ func (inst *instance) report() cluster.TenantReport {
 	}
 	if inst.quota != nil {
 		r.DBBytes, r.FileBytes = inst.quota.dbBytes.Load(), inst.quota.fileBytes.Load()
+		r.RequestQuotaRefusals, r.StorageQuotaRefusals = inst.quota.refusedRequests.Load(), inst.quota.refusedWrites.Load()
 	}
 	if len(inst.dbs) == 0 {
 		return r

@@ -138,3 +138,34 @@ func TestEvents_NodeActivity(t *testing.T) {
 		t.Fatalf("deactivated: %+v", e)
 	}
 }
+
+// TestEvents_QuotaExceeded: a tenant refused for its request quota is an
+// event (one an hour per quota).
+func TestEvents_QuotaExceeded(t *testing.T) {
+	s := startServer(t, t.TempDir(), nil)
+	mustStatus(t, s.api("POST", "/api/cp/tenants", map[string]string{"id": "greedy"}), http.StatusCreated)
+	mustStatus(t, s.do("GET", s.tenantURL("greedy", "/api/health"), nil), http.StatusOK)
+	mustStatus(t, s.api("PATCH", "/api/cp/tenants/greedy", map[string]any{"quota": map[string]any{"requests_per_day": 2}}), http.StatusOK)
+	time.Sleep(1500 * time.Millisecond) // a heartbeat reports the tenant first
+	refused := 0
+	for range 5 {
+		if s.do("GET", s.tenantURL("greedy", "/api/health"), nil).status == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatal("the request quota refused nothing")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := s.api("GET", "/api/cp/events?types=quota.exceeded&after=00000000000000000000-0000", nil)
+		mustStatus(t, r, http.StatusOK)
+		if strings.Contains(string(r.body), `"greedy"`) && strings.Contains(string(r.body), `"requests_per_day"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no quota.exceeded event: %s", r.body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -47,6 +47,7 @@ const (
 	EventTenantActivated      = "tenant.activated"
 	EventTenantDeactivated    = "tenant.deactivated"
 	EventReplicationLagging   = "replication.lagging"
+	EventQuotaExceeded        = "quota.exceeded"
 	EventReplicationRecovered = "replication.recovered"
 	EventBackupCreated        = "backup.created"
 	EventBackupFailed         = "backup.failed"
