@@ -28,7 +28,6 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pbe/pbe/auth"
 	"github.com/pbe/pbe/cluster"
@@ -406,7 +405,7 @@ func (c *ControlPlane) applyAudited(ctx context.Context, typ, requestID string, 
 	if requestID == "" {
 		requestID = newRequestID()
 	}
-	ctx, span := tracing.Tracer().Start(ctx, "raft.apply", trace.WithAttributes(attribute.String("pbe.command", typ)))
+	ctx, span := tracing.Start(ctx, "raft.apply", attribute.String("pbe.command", typ))
 	defer span.End()
 	cmd, err := store.EncodeAuditedCommand(typ, requestID, time.Now().UTC(), payload, audit)
 	if err != nil {

@@ -128,19 +128,21 @@ func New(cfg Config, platform http.Handler, tenants Tenants) (*Gateway, error) {
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r, span := tracing.StartServer(r, "gateway")
-	defer span.End()
-	tw := &traceStatus{ResponseWriter: w}
-	defer func() { tracing.End(span, tw.status) }()
-	w = tw
-	if g.cfg.Metrics != nil {
+	traced := span.IsRecording()
+	if g.cfg.Metrics != nil || traced {
+		// One wrapper remembers the status for both.
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
-			if sw.status != 0 { // 0: the client went away unanswered
+			if sw.status != 0 && g.cfg.Metrics != nil { // 0: the client went away unanswered
 				g.cfg.Metrics.Request(sw.status)
+			}
+			if traced {
+				tracing.End(span, sw.status)
 			}
 		}()
 		w = sw
 	}
+	defer span.End()
 	stripInternalHeaders(r.Header)
 	if g.cfg.MaxBodyBytes > 0 {
 		if r.ContentLength > g.cfg.MaxBodyBytes {
@@ -164,36 +166,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.tenants.ServeTenant(w, r, id)
 	}
 }
-
-// traceStatus remembers an answer's status for the gateway's span.
-type traceStatus struct {
-	http.ResponseWriter
-	status int
-}
-
-func (t *traceStatus) WriteHeader(code int) {
-	if t.status == 0 {
-		t.status = code
-	}
-	t.ResponseWriter.WriteHeader(code)
-}
-
-func (t *traceStatus) Write(b []byte) (int, error) {
-	if t.status == 0 {
-		t.status = http.StatusOK
-	}
-	return t.ResponseWriter.Write(b)
-}
-
-// Flush lets realtime streams through.
-func (t *traceStatus) Flush() {
-	if f, ok := t.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap gives http.ResponseController the underlying writer.
-func (t *traceStatus) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 
 // resolve returns the tenant a request is for, or base=true for the
 // platform itself.

@@ -42,7 +42,7 @@ func isRealtime(r *http.Request) bool {
 	return r.Method == http.MethodGet && r.URL.Path == "/api/realtime"
 }
 
-// statusWriter remembers the status of a response for metrics.
+// statusWriter remembers the status of a response for metrics and traces.
 type statusWriter struct {
 	http.ResponseWriter
 	status int

@@ -32,7 +32,7 @@ func (m *Manager) ServeTenantAt(w http.ResponseWriter, r *http.Request, id strin
 	r, span := tracing.StartServer(r, "tenant.request", attribute.String("pbe.tenant", id), attribute.String("pbe.node", m.cfg.NodeID))
 	defer span.End()
 	stream := r.Method == http.MethodGet && r.URL.Path == "/api/realtime"
-	actx, aspan := tracing.Tracer().Start(r.Context(), "tenant.acquire")
+	actx, aspan := tracing.Start(r.Context(), "tenant.acquire")
 	e, err := m.acquire(actx, id, epoch, stream)
 	if err != nil {
 		aspan.SetStatus(codes.Error, err.Error())

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -42,6 +43,7 @@ func Enabled(endpoint string) bool {
 func Setup(ctx context.Context, endpoint, service, node string) (func(context.Context) error, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	if !Enabled(endpoint) {
+		on.Store(false)
 		return func(context.Context) error { return nil }, nil
 	}
 	var opts []otlptracehttp.Option
@@ -62,7 +64,23 @@ func Setup(ctx context.Context, endpoint, service, node string) (func(context.Co
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
+	on.Store(true)
 	return tp.Shutdown, nil
+}
+
+// on is whether a provider is installed: off, the request path starts no
+// span at all (not even a no-op one with its attributes).
+var on atomic.Bool
+
+// noSpan is what Start and StartServer return while tracing is off.
+var noSpan = trace.SpanFromContext(context.Background())
+
+// Start starts a span called name under ctx's, when tracing is on.
+func Start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if !on.Load() {
+		return ctx, noSpan
+	}
+	return Tracer().Start(ctx, name, trace.WithAttributes(attrs...))
 }
 
 // Tracer is pbe's tracer (from the current global provider).
@@ -72,6 +90,9 @@ func Tracer() trace.Tracer { return otel.Tracer("github.com/pbe/pbe") }
 // already in its context (a handler in the same process), else of the
 // trace context in its headers (the client's or an upstream process's).
 func StartServer(r *http.Request, name string, attrs ...attribute.KeyValue) (*http.Request, trace.Span) {
+	if !on.Load() {
+		return r, noSpan
+	}
 	ctx := r.Context()
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
@@ -82,15 +103,22 @@ func StartServer(r *http.Request, name string, attrs ...attribute.KeyValue) (*ht
 	return r.WithContext(ctx), span
 }
 
-// Inject writes ctx's trace context into outgoing headers.
+// Inject writes ctx's trace context into outgoing headers (when tracing
+// is off, the client's own traceparent passes through untouched).
 func Inject(ctx context.Context, h http.Header) {
-	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(h))
+	if on.Load() {
+		otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(h))
+	}
 }
 
 // Handler wraps next in a server span called name that records the
 // response status.
 func Handler(name string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !on.Load() {
+			next.ServeHTTP(w, r)
+			return
+		}
 		r, span := StartServer(r, name)
 		defer span.End()
 		sw := &statusWriter{ResponseWriter: w}
