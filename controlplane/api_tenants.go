@@ -269,12 +269,7 @@ func pathTenant(r *http.Request) (string, error) {
 }
 
 func (c *ControlPlane) handleGetTenant(w http.ResponseWriter, r *http.Request) {
-	id, err := pathTenant(r)
-	if err != nil {
-		cluster.WriteError(w, err)
-		return
-	}
-	t, err := c.ownedTenant(r, id)
+	t, err := c.pathOwnedTenant(r)
 	if err != nil {
 		cluster.WriteError(w, err)
 		return

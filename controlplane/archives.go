@@ -152,14 +152,12 @@ func (c *ControlPlane) handleExport(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(w, f)
 }
 
+// liveOwnedTenant is pathOwnedTenant for a tenant that must not be
+// deleted.
 func (c *ControlPlane) liveOwnedTenant(r *http.Request) (cluster.Tenant, error) {
-	id, err := pathTenant(r)
-	if err != nil {
-		return cluster.Tenant{}, err
-	}
-	t, err := c.ownedTenant(r, id)
+	t, err := c.pathOwnedTenant(r)
 	if err == nil && t.State != cluster.TenantActive {
-		err = cluster.Errorf(cluster.ErrTenantNotFound, "tenant %s is deleted; restore it first", id)
+		err = cluster.Errorf(cluster.ErrTenantNotFound, "tenant %s is deleted; restore it first", t.ID)
 	}
 	return t, err
 }

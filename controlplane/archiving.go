@@ -33,37 +33,14 @@ func (c *ControlPlane) archiver(ctx context.Context) {
 	if c.cfg.ArchiveAfter <= 0 {
 		return
 	}
-	tick := c.cfg.ArchiveTick
-	if tick <= 0 {
-		tick = DefaultArchiveTick
-	}
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	c.eachActiveTenant(ctx, c.cfg.ArchiveTick, DefaultArchiveTick, func(t cluster.Tenant) {
+		if t.ArchivedAt != nil || !c.fleet.idle(t.ID, c.cfg.ArchiveAfter) {
 			return
-		case <-t.C:
 		}
-		if !c.raft.IsLeader() || c.objects == nil {
-			continue
+		if _, err := c.ArchiveTenant(ctx, t.ID); err != nil {
+			c.logger.Warn("archive idle tenant", "tenant", t.ID, "error", err)
 		}
-		ts, err := c.store.Tenants(store.TenantFilter{State: cluster.TenantActive})
-		if err != nil {
-			continue
-		}
-		for _, tn := range ts {
-			if ctx.Err() != nil {
-				return
-			}
-			if tn.ArchivedAt != nil || !c.fleet.idle(tn.ID, c.cfg.ArchiveAfter) {
-				continue
-			}
-			if _, err := c.ArchiveTenant(ctx, tn.ID); err != nil {
-				c.logger.Warn("archive idle tenant", "tenant", tn.ID, "error", err)
-			}
-		}
-	}
+	})
 }
 
 // ArchiveTenant archives tenant id now.

@@ -115,12 +115,7 @@ func (rp RestorePoints) epochAt(ts time.Time) (uint64, bool) {
 }
 
 func (c *ControlPlane) handleRestorePoints(w http.ResponseWriter, r *http.Request) {
-	id, err := pathTenant(r)
-	if err != nil {
-		cluster.WriteError(w, err)
-		return
-	}
-	t, err := c.ownedTenant(r, id)
+	t, err := c.pathOwnedTenant(r)
 	if err != nil {
 		cluster.WriteError(w, err)
 		return
@@ -143,20 +138,13 @@ type pitrRequest struct {
 
 // handlePITR restores a tenant to a moment, in place or into a fork.
 func (c *ControlPlane) handlePITR(w http.ResponseWriter, r *http.Request) {
-	id, err := pathTenant(r)
-	if err != nil {
-		cluster.WriteError(w, err)
-		return
-	}
 	// Another customer's tenant is "not found" whatever the body says.
-	t, err := c.ownedTenant(r, id)
-	if err == nil && t.State != cluster.TenantActive {
-		err = cluster.Errorf(cluster.ErrTenantNotFound, "tenant %s is deleted; restore it first", id)
-	}
+	t, err := c.liveOwnedTenant(r)
 	if err != nil {
 		cluster.WriteError(w, err)
 		return
 	}
+	id := t.ID
 	var req pitrRequest
 	if err := decodeJSON(w, r, c.cfg.MaxBodyBytes, &req); err != nil {
 		cluster.WriteError(w, err)

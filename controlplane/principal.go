@@ -188,6 +188,15 @@ func (c *ControlPlane) ownedTenant(r *http.Request, id string) (cluster.Tenant, 
 	return t, nil
 }
 
+// pathOwnedTenant is ownedTenant for the {id} of a tenant route.
+func (c *ControlPlane) pathOwnedTenant(r *http.Request) (cluster.Tenant, error) {
+	id, err := pathTenant(r)
+	if err != nil {
+		return cluster.Tenant{}, err
+	}
+	return c.ownedTenant(r, id)
+}
+
 // ensureSigningKey creates the cluster's first token-signing key.
 func (c *ControlPlane) ensureSigningKey(ctx context.Context) error {
 	ring, err := c.store.SigningKeys()

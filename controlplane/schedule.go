@@ -29,9 +29,19 @@ const autoBackupPrefix = "auto-"
 const autoBackupLayout = "20060102T150405Z"
 
 func (c *ControlPlane) backupScheduler(ctx context.Context) {
-	tick := c.cfg.BackupTick
+	c.eachActiveTenant(ctx, c.cfg.BackupTick, DefaultBackupTick, func(t cluster.Tenant) {
+		if t.Backups != nil {
+			c.scheduledBackup(ctx, t)
+		}
+	})
+}
+
+// eachActiveTenant calls fn with every active tenant every tick (def when
+// tick is not positive), while this node leads and has an object store,
+// until ctx ends: the leader's periodic work on tenants' data.
+func (c *ControlPlane) eachActiveTenant(ctx context.Context, tick, def time.Duration, fn func(cluster.Tenant)) {
 	if tick <= 0 {
-		tick = DefaultBackupTick
+		tick = def
 	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
@@ -49,9 +59,10 @@ func (c *ControlPlane) backupScheduler(ctx context.Context) {
 			continue
 		}
 		for _, tn := range ts {
-			if tn.Backups != nil && ctx.Err() == nil {
-				c.scheduledBackup(ctx, tn)
+			if ctx.Err() != nil {
+				return
 			}
+			fn(tn)
 		}
 	}
 }

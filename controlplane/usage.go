@@ -135,12 +135,7 @@ func p95(before, after []uint64) *float64 {
 // handleTenantMetrics shows a tenant's recent use to its owner (and
 // operators). It runs on the leader, which receives the heartbeats.
 func (c *ControlPlane) handleTenantMetrics(w http.ResponseWriter, r *http.Request) {
-	id, err := pathTenant(r)
-	if err != nil {
-		cluster.WriteError(w, err)
-		return
-	}
-	t, err := c.ownedTenant(r, id)
+	t, err := c.pathOwnedTenant(r)
 	if err != nil {
 		cluster.WriteError(w, err)
 		return
