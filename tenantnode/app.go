@@ -14,6 +14,8 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 	_ "github.com/pocketbase/pocketbase/migrations" // PocketBase's system migrations
 	"github.com/pocketbase/pocketbase/ui"
+
+	"github.com/pbe/pbe/tenantnode/hooks"
 )
 
 // errBackupRestore is what a tenant gets for PocketBase's own backup
@@ -106,7 +108,7 @@ var backupRestorePath = regexp.MustCompile(`^/api/backups/[^/]+/restore/?$`)
 // buildHandler returns the app's full HTTP surface (API and admin UI) the way
 // apis.Serve builds it, without a listener, and runs the app's OnServe hooks
 // (which start its cron).
-func buildHandler(app core.App) (http.Handler, error) {
+func buildHandler(app core.App, hp *hooks.Pool) (http.Handler, error) {
 	router, err := apis.NewRouter(app)
 	if err != nil {
 		return nil, err
@@ -121,6 +123,9 @@ func buildHandler(app core.App) (http.Handler, error) {
 		}
 		return e.Next()
 	})
+	if hp != nil {
+		hp.BindRouter(router)
+	}
 	router.GET("/_/{path...}", apis.Static(ui.DistDirFS, false)).
 		BindFunc(adminUIHeaders).
 		Bind(apis.Gzip())

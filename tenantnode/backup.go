@@ -1,6 +1,7 @@
 package tenantnode
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/pocketbase/pocketbase/tools/archive"
 	"github.com/pocketbase/pocketbase/tools/filesystem"
 	"github.com/pocketbase/pocketbase/tools/security"
+	"modernc.org/sqlite"
 )
 
 // createBackup replaces PocketBase's own backup creation. PocketBase runs
@@ -57,8 +59,24 @@ func createBackup(e *core.BackupEvent) error {
 	return fsys.UploadFile(file, file.Name)
 }
 
-// vacuumInto writes a consistent copy of db to path.
-func vacuumInto(db dbx.Builder, path string) error {
-	_, err := db.NewQuery("VACUUM INTO {:path}").Bind(dbx.Params{"path": path}).Execute()
+// vacuumInto writes a consistent copy of db to path. VACUUM INTO attaches
+// its output, which tenant connections refuse (refuseAttach): it runs on a
+// connection of its own with the limit raised for the statement.
+func vacuumInto(b dbx.Builder, path string) error {
+	db, ok := b.(*dbx.DB)
+	if !ok {
+		return fmt.Errorf("vacuum into: unexpected database builder %T", b)
+	}
+	ctx := context.Background()
+	conn, err := db.DB().Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := sqlite.Limit(conn, sqliteLimitAttached, 1); err != nil {
+		return err
+	}
+	defer func() { _, _ = sqlite.Limit(conn, sqliteLimitAttached, 0) }()
+	_, err = conn.ExecContext(ctx, "VACUUM INTO ?", path)
 	return err
 }

@@ -2,11 +2,13 @@ package tenantnode
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/storage"
+	"github.com/pbe/pbe/tenantnode/hooks"
 )
 
 // Config configures a tenant node.
@@ -52,6 +54,10 @@ type Config struct {
 	// benchmark that measures its cost sets it); activations, evictions
 	// and the scrape-time gauges are still exported.
 	DisableMetrics bool
+	// Hooks bounds the tenants' JavaScript hooks; DisableHooks runs none
+	// (their code stays stored in each tenant).
+	Hooks        hooks.Config
+	DisableHooks bool
 }
 
 // Defaults.
@@ -85,6 +91,7 @@ func DefaultConfig() Config {
 		AuxMaxIdleConns:   DefaultAuxMaxIdleConns,
 		Replication:       storage.DefaultReplicationConfig(),
 		Logger:            slog.Default(),
+		Hooks:             hooks.DefaultConfig(),
 	}
 }
 
@@ -115,6 +122,11 @@ func (c Config) Validate() error {
 		return errors.New("tenant node: DataMaxOpenConns and AuxMaxOpenConns must be at least their idle counts")
 	case c.Logger == nil:
 		return errors.New("tenant node: Logger is required")
+	}
+	if !c.DisableHooks {
+		if err := c.Hooks.Validate(); err != nil {
+			return fmt.Errorf("tenant node: %w", err)
+		}
 	}
 	return c.Replication.Validate()
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/pbe/pbe/internal/atomicfile"
 	"github.com/pbe/pbe/metrics"
 	"github.com/pbe/pbe/storage"
+	"github.com/pbe/pbe/tenantnode/hooks"
 )
 
 // replicatedDBs are the tenant databases streamed to the object store.
@@ -48,6 +49,8 @@ type instance struct {
 	// metrics are the tenant's pre-resolved series; nil when the node
 	// records no per-request metrics. Set before the instance is ready.
 	metrics *metrics.Tenant
+	// hooks runs the tenant's JavaScript hooks; nil when the node runs none.
+	hooks *hooks.Pool
 }
 
 // tenantPaths is a tenant's local cache directory:
@@ -149,6 +152,13 @@ func (m *Manager) startInstance(ctx context.Context, inst *instance, from origin
 		return err
 	}
 	inst.quota = q
+	if !m.cfg.DisableHooks {
+		hp, err := hooks.Attach(inst.app, m.cfg.Hooks, m.logger.With("tenant", t.ID))
+		if err != nil {
+			return fmt.Errorf("hooks: %w", err)
+		}
+		inst.hooks = hp
+	}
 	if from == fresh || from == fromLocalNewEpoch {
 		// The object store lacks this data (a new tenant needs its metadata
 		// to follow a replica; a local copy may hold unreplicated writes):
@@ -169,7 +179,7 @@ func (m *Manager) startInstance(ctx context.Context, inst *instance, from origin
 	if err := writeState(p.state, localState{Epoch: t.Epoch, Node: m.cfg.NodeID, Clean: false}); err != nil {
 		return err
 	}
-	h, err := buildHandler(inst.app)
+	h, err := buildHandler(inst.app, inst.hooks)
 	if err != nil {
 		return fmt.Errorf("build handler: %w", err)
 	}
@@ -455,6 +465,9 @@ func (m *Manager) closeInstance(ctx context.Context, inst *instance) error {
 		if err := inst.quota.close(); err != nil {
 			m.logger.Warn("request count not saved at stop", "tenant", inst.tenant.ID, "error", err)
 		}
+	}
+	if inst.hooks != nil {
+		inst.hooks.Close()
 	}
 	if err := closeApp(inst.app); err != nil {
 		errs = append(errs, fmt.Errorf("close app: %w", err))

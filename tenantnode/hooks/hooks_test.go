@@ -1,0 +1,519 @@
+package hooks
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/pocketbase/apis"
+	"github.com/pocketbase/pocketbase/core"
+	_ "github.com/pocketbase/pocketbase/migrations"
+)
+
+// tenant is a real PocketBase app with its hooks attached and served.
+type tenant struct {
+	app     *core.BaseApp
+	pool    *Pool
+	handler http.Handler
+	token   string
+}
+
+func testConfig() Config {
+	cfg := DefaultConfig()
+	cfg.CPULimit = 200 * time.Millisecond
+	cfg.WallLimit = 2 * time.Second
+	cfg.Runtimes = 2
+	return cfg
+}
+
+func newTenant(t testing.TB, cfg Config) *tenant {
+	t.Helper()
+	app := core.NewBaseApp(core.BaseAppConfig{DataDir: t.TempDir()})
+	if err := app.Bootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.RunAllMigrations(); err != nil {
+		t.Fatal(err)
+	}
+	posts := core.NewBaseCollection("posts")
+	posts.Fields.Add(&core.TextField{Name: "title"}, &core.NumberField{Name: "n"})
+	open := ""
+	posts.ListRule, posts.ViewRule, posts.CreateRule, posts.UpdateRule = &open, &open, &open, &open
+	if err := app.Save(posts); err != nil {
+		t.Fatal(err)
+	}
+	su, _ := app.FindCollectionByNameOrId(core.CollectionNameSuperusers)
+	rec := core.NewRecord(su)
+	rec.SetEmail("admin@example.com")
+	rec.SetPassword("password-123")
+	if err := app.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	token, err := rec.NewStaticAuthToken(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := Attach(app, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := apis.NewRouter(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.BindRouter(r)
+	var handler http.Handler
+	err = app.OnServe().Trigger(&core.ServeEvent{App: app, Router: r, Server: &http.Server{}}, func(e *core.ServeEvent) error {
+		mux, err := e.Router.BuildMux()
+		handler = mux
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		_ = app.ResetBootstrapState()
+	})
+	return &tenant{app: app, pool: pool, handler: handler, token: token}
+}
+
+func (tn *tenant) do(t testing.TB, method, path, body string) (int, string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", tn.token)
+	w := httptest.NewRecorder()
+	tn.handler.ServeHTTP(w, req)
+	return w.Code, w.Body.String()
+}
+
+// put stores a hook through the tenant's API, as its admin would.
+func (tn *tenant) put(t testing.TB, name, code string) {
+	t.Helper()
+	col, _ := tn.app.FindCollectionByNameOrId(hooksCollection)
+	rec, err := tn.app.FindFirstRecordByData(col, "name", name)
+	body, _ := json.Marshal(map[string]any{"name": name, "code": code, "enabled": true})
+	var status int
+	var out string
+	if err != nil {
+		status, out = tn.do(t, "POST", "/api/collections/_hooks/records", string(body))
+	} else {
+		status, out = tn.do(t, "PATCH", "/api/collections/_hooks/records/"+rec.Id, string(body))
+	}
+	if status != 200 {
+		t.Fatalf("store hook %s: %d %s", name, status, out)
+	}
+}
+
+// waitGen waits until a generation after seq is loaded.
+func (tn *tenant) waitGen(t testing.TB, seq uint64) Status {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if s := tn.pool.Status(); s.Generation > seq {
+			return s
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no reload after generation %d", seq)
+	return Status{}
+}
+
+func (tn *tenant) hookStatus(t testing.TB, name string) HookStatus {
+	t.Helper()
+	for _, h := range tn.pool.Status().Hooks {
+		if h.Name == name {
+			return h
+		}
+	}
+	t.Fatalf("hook %s not in status", name)
+	return HookStatus{}
+}
+
+func TestRecordHooksChangeAndRejectWrites(t *testing.T) {
+	tn := newTenant(t, testConfig())
+	seq := tn.pool.Status().Generation
+	tn.put(t, "posts.pb.js", `
+onRecordCreateRequest((e) => {
+  if (e.record.get("title") === "forbidden") {
+    throw new BadRequestError("titles may not be forbidden")
+  }
+  e.record.set("title", e.record.get("title").toUpperCase())
+  e.next()
+}, "posts")
+
+onRecordAfterCreateSuccess((e) => {
+  e.record.set("n", 42)
+  $app.save(e.record)
+  e.next()
+}, "posts")
+`)
+	tn.waitGen(t, seq)
+
+	status, body := tn.do(t, "POST", "/api/collections/posts/records", `{"title":"hello"}`)
+	if status != 200 || !strings.Contains(body, `"title":"HELLO"`) {
+		t.Fatalf("create through hook: %d %s", status, body)
+	}
+	var rec struct{ ID string }
+	_ = json.Unmarshal([]byte(body), &rec)
+	stored, err := tn.app.FindRecordById("posts", rec.ID)
+	if err != nil || stored.GetInt("n") != 42 || stored.GetString("title") != "HELLO" {
+		t.Fatalf("after-success hook did not update the record: %v %v", err, stored)
+	}
+	status, body = tn.do(t, "POST", "/api/collections/posts/records", `{"title":"forbidden"}`)
+	if status != 400 || !strings.Contains(body, "ay not be forbidden") {
+		t.Fatalf("rejected write: %d %s", status, body)
+	}
+	if n, _ := tn.app.CountRecords("posts"); n != 1 {
+		t.Fatalf("the rejected write was stored: %d records", n)
+	}
+	hs := tn.hookStatus(t, "posts.pb.js")
+	if !hs.Loaded || hs.Runs < 3 || hs.Errors != 1 || !strings.Contains(hs.LastError, "posts.pb.js:4") {
+		t.Fatalf("status: %+v", hs)
+	}
+	if got := strings.Join(hs.Binds, ";"); got != "onRecordCreateRequest(posts);onRecordAfterCreateSuccess(posts)" {
+		t.Fatalf("binds: %s", got)
+	}
+}
+
+func TestRouteCronAndHotReload(t *testing.T) {
+	tn := newTenant(t, testConfig())
+	seq := tn.pool.Status().Generation
+	tn.put(t, "routes.pb.js", `
+routerAdd("GET", "/api/hello/{name}", (e) => {
+  return e.json(200, { hello: e.request.pathValue("name"), v: 1 })
+})
+cronAdd("ticker", "* * * * *", () => {
+  const posts = $app.findCollectionByNameOrId("posts")
+  const r = new Record(posts)
+  r.set("title", "tick")
+  $app.save(r)
+})
+`)
+	seq = tn.waitGen(t, seq).Generation
+	if status, body := tn.do(t, "GET", "/api/hello/ada", ""); status != 200 || !strings.Contains(body, `"hello":"ada"`) || !strings.Contains(body, `"v":1`) {
+		t.Fatalf("custom route: %d %s", status, body)
+	}
+	// Built-in routes are unaffected; unknown paths keep PocketBase's 404.
+	if status, _ := tn.do(t, "GET", "/api/health", ""); status != 200 {
+		t.Fatalf("health: %d", status)
+	}
+	if status, body := tn.do(t, "GET", "/api/nothing-here", ""); status != 404 || !strings.Contains(body, `"status":404`) {
+		t.Fatalf("unknown path: %d %s", status, body)
+	}
+
+	// The cron job is registered and fires on schedule.
+	tn.app.Cron().SetInterval(100 * time.Millisecond)
+	tn.app.Cron().Start()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if n, _ := tn.app.CountRecords("posts"); n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cron job never ran: %+v", tn.hookStatus(t, "routes.pb.js"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tn.app.Cron().Stop()
+
+	// Edit: the new code serves within a second, the removed job is gone.
+	start := time.Now()
+	tn.put(t, "routes.pb.js", `routerAdd("GET", "/api/hello/{name}", (e) => e.json(200, { hello: e.request.pathValue("name"), v: 2 }))`)
+	for {
+		if _, body := tn.do(t, "GET", "/api/hello/ada", ""); strings.Contains(body, `"v":2`) {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatal("the edit did not take effect within a second")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, j := range tn.app.Cron().Jobs() {
+		if j.Id() == "ticker" {
+			t.Fatal("the removed cron job is still scheduled")
+		}
+	}
+	// Disabling the hook removes its route.
+	col, _ := tn.app.FindCollectionByNameOrId(hooksCollection)
+	rec, _ := tn.app.FindFirstRecordByData(col, "name", "routes.pb.js")
+	seq = tn.pool.Status().Generation
+	if status, body := tn.do(t, "PATCH", "/api/collections/_hooks/records/"+rec.Id, `{"enabled":false}`); status != 200 {
+		t.Fatalf("disable: %d %s", status, body)
+	}
+	tn.waitGen(t, seq)
+	if status, _ := tn.do(t, "GET", "/api/hello/ada", ""); status != 404 {
+		t.Fatalf("disabled route still served: %d", status)
+	}
+}
+
+func TestBrokenHooksAreReportedAndOthersKeepRunning(t *testing.T) {
+	tn := newTenant(t, testConfig())
+	tn.put(t, "good.pb.js", `routerAdd("GET", "/api/good", (e) => e.string(200, "fine"))`)
+
+	// A syntax error is refused at save, with its line; nothing changes.
+	body, _ := json.Marshal(map[string]any{"name": "bad.pb.js", "enabled": true, "code": "routerAdd(\"GET\", \"/x\", (e) => {\n  return e.string(200, 'x'\n})"})
+	status, out := tn.do(t, "POST", "/api/collections/_hooks/records", string(body))
+	if status != 400 || !strings.Contains(out, "validation_hook_syntax") || !strings.Contains(out, "Line 3") {
+		t.Fatalf("syntax error: %d %s", status, out)
+	}
+	if n, _ := tn.app.CountRecords(hooksCollection); n != 1 {
+		t.Fatalf("the refused hook was stored: %d hooks", n)
+	}
+
+	// A hook that throws while loading (stored without validation, as an
+	// import of old data could) is reported with its line and left out.
+	col, _ := tn.app.FindCollectionByNameOrId(hooksCollection)
+	rec := core.NewRecord(col)
+	rec.Set("name", "throws.pb.js")
+	rec.Set("enabled", true)
+	rec.Set("code", "routerAdd(\"GET\", \"/api/throws\", (e) => e.string(200, 'no'))\n\nnotDefined()\n")
+	seq := tn.pool.Status().Generation
+	if err := tn.app.SaveNoValidate(rec); err != nil {
+		t.Fatal(err)
+	}
+	tn.waitGen(t, seq)
+	hs := tn.hookStatus(t, "throws.pb.js")
+	if hs.Loaded || !strings.Contains(hs.Error, "notDefined is not defined") || !strings.Contains(hs.Error, "throws.pb.js:3") {
+		t.Fatalf("load error: %+v", hs)
+	}
+	if status, _ := tn.do(t, "GET", "/api/throws", ""); status != 404 {
+		t.Fatalf("a hook that failed to load kept its route: %d", status)
+	}
+	if status, out := tn.do(t, "GET", "/api/good", ""); status != 200 || out != "fine" {
+		t.Fatalf("the good hook stopped: %d %s", status, out)
+	}
+
+	// An exception while running fails that request, names the line, and
+	// the tenant keeps serving.
+	tn.put(t, "boom.pb.js", "routerAdd(\"GET\", \"/api/boom\", (e) => {\n  const x = 1\n  throw new Error(\"boom\")\n})")
+	waitRoute(t, tn, "/api/boom", 400)
+	hs = tn.hookStatus(t, "boom.pb.js")
+	if hs.Errors < 1 || !strings.Contains(hs.LastError, "boom") || !strings.Contains(hs.LastError, "boom.pb.js:3") {
+		t.Fatalf("runtime error: %+v", hs)
+	}
+	if status, _ := tn.do(t, "GET", "/api/good", ""); status != 200 {
+		t.Fatalf("the good hook stopped after an exception: %d", status)
+	}
+	// The status API reports the same (superusers only).
+	status, out = tn.do(t, "GET", "/api/pbe/hooks", "")
+	if status != 200 || !strings.Contains(out, "notDefined is not defined") || !strings.Contains(out, `"name":"boom.pb.js"`) {
+		t.Fatalf("status API: %d %s", status, out)
+	}
+	req := httptest.NewRequest("GET", "/api/pbe/hooks", nil)
+	w := httptest.NewRecorder()
+	tn.handler.ServeHTTP(w, req)
+	if w.Code != 401 {
+		t.Fatalf("status API without a superuser: %d", w.Code)
+	}
+}
+
+// waitRoute waits until path answers want (a reload is asynchronous).
+func waitRoute(t *testing.T, tn *tenant, path string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, body := tn.do(t, "GET", path, "")
+		if status == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d %s, want %d", path, status, body, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestInfiniteLoopIsInterrupted(t *testing.T) {
+	tn := newTenant(t, testConfig())
+	other := newTenant(t, testConfig())
+	tn.put(t, "loop.pb.js", `
+routerAdd("GET", "/api/loop", (e) => { while (true) {} })
+routerAdd("GET", "/api/ok", (e) => e.string(200, "ok"))
+`)
+	other.put(t, "ok.pb.js", `routerAdd("GET", "/api/ok", (e) => e.string(200, "other"))`)
+	waitRoute(t, tn, "/api/ok", 200)
+	waitRoute(t, other, "/api/ok", 200)
+
+	done := make(chan string)
+	go func() {
+		status, body := tn.do(t, "GET", "/api/loop", "")
+		done <- fmt.Sprintf("%d %s", status, body)
+	}()
+	// While the loop runs, the neighbour and the tenant's other route serve.
+	served := 0
+	var res string
+wait:
+	for {
+		select {
+		case res = <-done:
+			break wait
+		default:
+		}
+		if status, body := other.do(t, "GET", "/api/ok", ""); status != 200 || body != "other" {
+			t.Fatalf("neighbour: %d %s", status, body)
+		}
+		if status, _ := tn.do(t, "GET", "/api/ok", ""); status != 200 {
+			t.Fatalf("the tenant's other route: %d", status)
+		}
+		served++
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.HasPrefix(res, "500") || !strings.Contains(res, "CPU time limit") {
+		t.Fatalf("the loop was not stopped as it should: %s", res)
+	}
+	if served == 0 {
+		t.Fatal("nothing was served while the loop ran")
+	}
+	hs := tn.hookStatus(t, "loop.pb.js")
+	if hs.Errors != 1 || !strings.Contains(hs.LastError, "CPU time limit") {
+		t.Fatalf("status: %+v", hs)
+	}
+	// The interrupted runtime is reusable.
+	if status, _ := tn.do(t, "GET", "/api/ok", ""); status != 200 {
+		t.Fatalf("after the interrupt: %d", status)
+	}
+}
+
+func TestSandbox(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			_, _ = w.Write(make([]byte, 2<<20))
+			return
+		}
+		_, _ = io.WriteString(w, `{"reached":true}`)
+	}))
+	defer target.Close()
+	t.Setenv("PBE_TEST_SECRET_ENV", "process-secret")
+
+	tn := newTenant(t, testConfig())
+	col, _ := tn.app.FindCollectionByNameOrId(secretsCollection)
+	sec := core.NewRecord(col)
+	sec.Set("name", "API_KEY")
+	sec.Set("value", "tenant-secret")
+	if err := tn.app.Save(sec); err != nil {
+		t.Fatal(err)
+	}
+	seq := tn.pool.Status().Generation
+	tn.put(t, "sandbox.pb.js", `
+routerAdd("POST", "/api/try", (e) => {
+  const code = e.requestInfo().body.code
+  try {
+    return e.json(200, { ok: true, value: String(eval(code)) })
+  } catch (err) {
+    return e.json(200, { ok: false, error: String(err) })
+  }
+})
+`)
+	tn.waitGen(t, seq)
+
+	try := func(code string) (bool, string) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"code": code})
+		status, out := tn.do(t, "POST", "/api/try", string(body))
+		if status != 200 {
+			t.Fatalf("%s: %d %s", code, status, out)
+		}
+		var r struct {
+			OK    bool
+			Value string
+			Error string
+		}
+		_ = json.Unmarshal([]byte(out), &r)
+		if r.OK {
+			return true, r.Value
+		}
+		return false, r.Error
+	}
+	refused := func(code, want string) {
+		t.Helper()
+		if ok, msg := try(code); ok || !strings.Contains(msg, want) {
+			t.Errorf("%s: ok=%v %s (want refused with %q)", code, ok, msg, want)
+		}
+	}
+	refused(`$os.exit(1)`, "not available to tenant hooks")
+	refused(`$os.cmd("sh", "-c", "echo hi").output()`, "not available to tenant hooks")
+	refused(`$os.readFile("/etc/passwd")`, "not available to tenant hooks")
+	refused(`$filesystem.fileFromPath("/etc/passwd")`, "not available to tenant hooks")
+	refused(`$template.loadFiles("/etc/passwd")`, "not available to tenant hooks")
+	refused(`require("fs")`, "not available to tenant hooks")
+	refused(`$app.restart()`, "restarting is not available")
+	for _, url := range []string{target.URL, "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[::1]:1/", "http://localhost:1/"} {
+		refused(fmt.Sprintf(`$http.send({url: %q, timeout: 2}).statusCode`, url), "public internet addresses")
+	}
+	refused(fmt.Sprintf(`$filesystem.fileFromURL(%q)`, target.URL), "public internet addresses")
+	if ok, v := try(`$os.getenv("API_KEY") + "," + process.env.API_KEY + "," + $os.getenv("PBE_TEST_SECRET_ENV") + "," + (process.env.PBE_TEST_SECRET_ENV || "")`); !ok || v != "tenant-secret,tenant-secret,," {
+		t.Errorf("secrets: %v %s", ok, v)
+	}
+	if os.Getenv("PBE_TEST_SECRET_ENV") != "process-secret" {
+		t.Fatal("the process environment changed")
+	}
+
+	// With the test server's range allowed, $http.send works and its
+	// response size is capped.
+	cfg := testConfig()
+	cfg.HTTPAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	cfg.HTTPMaxBytes = 1 << 20
+	tn2 := newTenant(t, cfg)
+	tn2.put(t, "fetch.pb.js", `
+routerAdd("GET", "/api/fetch", (e) => {
+  const res = $http.send({ url: e.request.url.query().get("u") })
+  return e.json(200, res.json)
+})`)
+	waitRoute(t, tn2, "/api/fetch?u="+target.URL, 200)
+	if status, body := tn2.do(t, "GET", "/api/fetch?u="+target.URL+"/big", ""); status != 400 {
+		t.Fatalf("oversized response: %d %s", status, body)
+	}
+	if hs := tn2.hookStatus(t, "fetch.pb.js"); !strings.Contains(hs.LastError, "larger than the limit") {
+		t.Fatalf("oversized response error: %+v", hs)
+	}
+}
+
+func TestMigrationsArePerTenant(t *testing.T) {
+	a := newTenant(t, testConfig())
+	b := newTenant(t, testConfig())
+	seq := a.pool.Status().Generation
+	status, out := a.do(t, "POST", "/api/pbe/hooks/import", `{
+  "hooks": [{"name": "pb_hooks/count.pb.js", "code": "routerAdd('GET', '/api/notes/count', (e) => e.json(200, {n: $app.countRecords('notes')}))"}],
+  "migrations": [{"name": "1700000000_notes.js", "code": "migrate((app) => { const c = new Collection({name: 'notes', type: 'base', fields: [{name: 'body', type: 'text'}]}); app.save(c) }, (app) => { app.delete(app.findCollectionByNameOrId('notes')) })"}]
+}`)
+	if status != 200 || !strings.Contains(out, `"1700000000_notes.js"`) {
+		t.Fatalf("import: %d %s", status, out)
+	}
+	if a.pool.Status().Generation <= seq {
+		t.Fatal("import did not reload")
+	}
+	if _, err := a.app.FindCollectionByNameOrId("notes"); err != nil {
+		t.Fatalf("the migration did not run in its tenant: %v", err)
+	}
+	if status, body := a.do(t, "GET", "/api/notes/count", ""); status != 200 || !strings.Contains(body, `"n":0`) {
+		t.Fatalf("imported hook: %d %s", status, body)
+	}
+	if _, err := b.app.FindCollectionByNameOrId("notes"); err == nil {
+		t.Fatal("one tenant's migration ran in another")
+	}
+	// The migration ran once: a reload does not run it again.
+	a.pool.Reload()
+	if got := a.pool.Status().Migrations; len(got) != 0 {
+		t.Fatalf("migration applied again: %v", got)
+	}
+	// A file that does not compile fails the whole import.
+	status, out = b.do(t, "POST", "/api/pbe/hooks/import", `{"hooks": [{"name": "ok.pb.js", "code": "1"}, {"name": "bad.pb.js", "code": "routerAdd("}]}`)
+	if status != 400 || !strings.Contains(out, "bad.pb.js") {
+		t.Fatalf("bad import: %d %s", status, out)
+	}
+	if n, _ := b.app.CountRecords(hooksCollection); n != 0 {
+		t.Fatalf("a failed import stored %d hooks", n)
+	}
+}

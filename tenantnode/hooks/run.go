@@ -1,0 +1,246 @@
+package hooks
+
+import (
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"sync"
+	"time"
+
+	"github.com/dop251/goja"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/router"
+)
+
+// errCPULimit is what an interrupted run was interrupted with.
+var errCPULimit = errors.New("CPU time limit exceeded")
+
+// errWallLimit interrupts a run that has taken WallLimit.
+var errWallLimit = errors.New("time limit exceeded")
+
+// newRuntime makes a hardened runtime.
+func (p *Pool) newRuntime() (*runtime, error) {
+	vm, err := newVM()
+	if err != nil {
+		return nil, err
+	}
+	rt := &runtime{vm: vm}
+	p.harden(rt)
+	return rt, nil
+}
+
+// acquire takes an idle runtime, makes one while fewer than Runtimes
+// exist, or waits for one until WallLimit.
+func (p *Pool) acquire() (*runtime, error) {
+	select {
+	case rt := <-p.idle:
+		return rt, nil
+	default:
+	}
+	p.mu.Lock()
+	if p.made < p.cfg.Runtimes {
+		p.made++
+		p.mu.Unlock()
+		rt, err := p.newRuntime()
+		if err != nil {
+			p.mu.Lock()
+			p.made--
+			p.mu.Unlock()
+			return nil, err
+		}
+		return rt, nil
+	}
+	p.mu.Unlock()
+	t := time.NewTimer(p.cfg.WallLimit)
+	defer t.Stop()
+	select {
+	case rt := <-p.idle:
+		return rt, nil
+	case <-t.C:
+		return nil, router.NewApiError(503, fmt.Sprintf("All %d of the tenant's hook runtimes stayed busy for %s; try again later.", p.cfg.Runtimes, p.cfg.WallLimit), nil)
+	}
+}
+
+func (p *Pool) release(rt *runtime) {
+	if p.closed.Load() {
+		return
+	}
+	select {
+	case p.idle <- rt:
+	default:
+	}
+}
+
+// exec runs prog for hook h with __args = args and $app = app, within
+// the CPU and wall-clock limits (budget is the CPU limit), and records the
+// run. A run nested in another on the same goroutine shares its runtime
+// and its budget.
+func (p *Pool) exec(h *Hook, prog *goja.Program, app core.App, args []any, budget time.Duration) (goja.Value, error) {
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	tid := threadID()
+	start := time.Now()
+
+	p.mu.Lock()
+	rt := p.running[tid]
+	p.mu.Unlock()
+	if rt != nil {
+		vm := rt.vm
+		prevApp, prevArgs := vm.Get("$app"), vm.Get("__args")
+		vm.Set("$app", app)
+		vm.Set("__args", args)
+		res, err := vm.RunProgram(prog)
+		vm.Set("$app", prevApp)
+		vm.Set("__args", prevArgs)
+		err = p.runError(h, res, err)
+		h.stats.record(time.Since(start), err)
+		return res, err
+	}
+
+	rt, err := p.acquire()
+	if err != nil {
+		h.stats.record(time.Since(start), err)
+		return nil, err
+	}
+	res, err := p.runOn(rt, tid, prog, app, args, budget)
+	p.release(rt)
+	err = p.runError(h, res, err)
+	h.stats.record(time.Since(start), err)
+	return res, err
+}
+
+// runOn runs prog on rt from the thread tid (locked by the caller) under
+// a watchdog.
+func (p *Pool) runOn(rt *runtime, tid int, prog *goja.Program, app core.App, args []any, budget time.Duration) (goja.Value, error) {
+	return p.guarded(rt, tid, app, args, budget, func(vm *goja.Runtime) (goja.Value, error) {
+		return vm.RunProgram(prog)
+	})
+}
+
+// guarded runs fn on rt as the run of thread tid, interrupted past the
+// budget.
+func (p *Pool) guarded(rt *runtime, tid int, app core.App, args []any, budget time.Duration, fn func(*goja.Runtime) (goja.Value, error)) (goja.Value, error) {
+	p.mu.Lock()
+	p.running[tid] = rt
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.running, tid)
+		p.mu.Unlock()
+	}()
+
+	vm := rt.vm
+	rt.deadline = time.Now().Add(p.cfg.WallLimit)
+	rt.setSecrets(p.current())
+	vm.Set("$app", app)
+	vm.Set("__args", args)
+	w := watchdog{vm: vm, tid: tid, budget: budget, cpu0: threadCPU(tid), deadline: rt.deadline}
+	w.start()
+	res, err := fn(vm)
+	w.stop()
+	vm.ClearInterrupt()
+	vm.Set("__args", goja.Undefined())
+	return res, err
+}
+
+// runError turns a run's outcome into the error PocketBase sees: an error
+// the hook returned or threw (an ApiError keeps its status), or why it was
+// stopped. Failures are logged to the tenant's log with the hook's name
+// and line.
+func (p *Pool) runError(h *Hook, res goja.Value, err error) error {
+	if err == nil {
+		if res != nil {
+			if e, ok := res.Export().(error); ok {
+				return e
+			}
+		}
+		return nil
+	}
+	var interrupted *goja.InterruptedError
+	if errors.As(err, &interrupted) {
+		why := "its CPU time limit of " + p.cfg.CPULimit.String()
+		if errors.Is(interrupted, errWallLimit) {
+			why = "its time limit of " + p.cfg.WallLimit.String()
+		}
+		p.app.Logger().Error("hook stopped: it exceeded "+why, "source", "hooks", "hook", h.Name, "at", interrupted.Error())
+		return &hookError{hook: h.Name, err: router.NewInternalServerError("A server-side hook was stopped: it exceeded "+why+".", nil), detail: "stopped: exceeded " + why + " (" + interrupted.Error() + ")"}
+	}
+	var ex *goja.Exception
+	if errors.As(err, &ex) {
+		if v, ok := ex.Value().Export().(error); ok {
+			// A thrown Go error (new BadRequestError(...), a failed
+			// $app.save): PocketBase answers with it as it is.
+			return &hookError{hook: h.Name, err: v, detail: ex.Error()}
+		}
+		if m, ok := ex.Value().Export().(map[string]any); ok {
+			if v, ok := m["value"].(error); ok {
+				return &hookError{hook: h.Name, err: v, detail: ex.Error()}
+			}
+		}
+		p.app.Logger().Error("hook threw: "+ex.Error(), "source", "hooks", "hook", h.Name)
+		return &hookError{hook: h.Name, err: errors.New(ex.Error()), detail: ex.Error()}
+	}
+	return &hookError{hook: h.Name, err: err, detail: err.Error()}
+}
+
+// hookError is a failed run: Unwrap gives PocketBase the error to answer
+// with, Error names the hook and where it failed.
+type hookError struct {
+	hook   string
+	err    error
+	detail string
+}
+
+func (e *hookError) Error() string { return "hook " + e.hook + ": " + e.detail }
+func (e *hookError) Unwrap() error { return e.err }
+
+// watchdog interrupts a run once the thread running it has used budget of
+// CPU time or the deadline has passed. It checks when the budget could
+// first be spent and again after whatever remains, so a run that waits
+// (on the network, a lock) is not charged for the wait.
+type watchdog struct {
+	vm       *goja.Runtime
+	tid      int
+	budget   time.Duration
+	cpu0     time.Duration
+	deadline time.Time
+
+	mu    sync.Mutex
+	done  bool
+	timer *time.Timer
+}
+
+func (w *watchdog) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer = time.AfterFunc(w.budget, w.check)
+}
+
+func (w *watchdog) check() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return
+	}
+	used := threadCPU(w.tid) - w.cpu0
+	switch {
+	case used >= w.budget:
+		w.vm.Interrupt(errCPULimit)
+	case !time.Now().Before(w.deadline):
+		w.vm.Interrupt(errWallLimit)
+	default:
+		next := w.budget - used
+		if left := time.Until(w.deadline); left < next {
+			next = left
+		}
+		w.timer.Reset(max(next, time.Millisecond))
+	}
+}
+
+// stop ends the watch; after it returns no interrupt can arrive.
+func (w *watchdog) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+	w.timer.Stop()
+}
