@@ -33,7 +33,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newTenantCmd(), newClusterCmd())
+	root.AddCommand(newServeCmd(), newTenantCmd(), newClusterCmd(), newHooksCmd())
 	return root
 }
 

@@ -250,7 +250,12 @@ func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects
 	cfg.Replication.SyncInterval = o.replicationInterval
 	cfg.Logger = logger
 	cfg.DisableMetrics = o.disableMetrics
-	var err error
+	cfg.DisableHooks = !o.hooks
+	hc, err := o.hooksConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Hooks = hc
 	if p.node, err = tenantnode.NewManager(cfg, objects, cp); err != nil {
 		return nil, err
 	}

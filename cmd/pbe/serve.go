@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	_ "github.com/pbe/pbe/storage/file" // file:// object stores
 	_ "github.com/pbe/pbe/storage/s3"   // s3:// object stores
 	"github.com/pbe/pbe/tenantnode"
+	"github.com/pbe/pbe/tenantnode/hooks"
 )
 
 // serveOptions are the settings of 'pbe serve'.
@@ -50,6 +52,13 @@ type serveOptions struct {
 
 	archiveAfter time.Duration
 	otlpEndpoint string
+
+	// Tenant JavaScript hooks.
+	hooks         bool
+	hookCPULimit  time.Duration
+	hookRuntimes  int
+	hookHTTPAllow string
+	hookHTTPDeny  string
 
 	// Customer accounts and e-mail.
 	smtp              string
@@ -99,6 +108,9 @@ func defaultServeOptions() serveOptions {
 		logFormat:           "text",
 		minFreeDisk:         store.DefaultMinFreeBytes,
 		lease:               controlplane.DefaultLease,
+		hooks:               true,
+		hookCPULimit:        hooks.DefaultCPULimit,
+		hookRuntimes:        hooks.DefaultRuntimes,
 	}
 }
 
@@ -145,6 +157,11 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.StringVar(&o.nodeID, "node-id", o.nodeID, "this node's id")
 	f.IntVar(&o.maxTenants, "max-tenants", o.maxTenants, "tenants active at once on this node; past it the least recently used idle one is evicted")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", o.idleTimeout, "evict a tenant after this long without requests")
+	f.BoolVar(&o.hooks, "hooks", o.hooks, "run tenants' JavaScript hooks (their _hooks collection); false keeps the code stored but runs none")
+	f.DurationVar(&o.hookCPULimit, "hook-cpu-limit", o.hookCPULimit, "CPU time one run of a tenant hook may use before it is stopped")
+	f.IntVar(&o.hookRuntimes, "hook-runtimes", o.hookRuntimes, "JavaScript runtimes per tenant: how many of its hooks may run at once")
+	f.StringVar(&o.hookHTTPAllow, "hook-http-allow", "", "comma-separated CIDRs hooks may reach with $http.send although not public (e.g. a partner service on a private network)")
+	f.StringVar(&o.hookHTTPDeny, "hook-http-deny", "", "comma-separated CIDRs hooks may not reach besides the non-public ranges (the platform's own public addresses)")
 	f.BoolVar(&o.allowTenantHeader, "allow-tenant-header", o.allowTenantHeader, "let the X-Tenant-ID header select a tenant on the base domain (default true in all-in-one, false in gateway mode)")
 	f.Var(&o.maxBody, "max-body", "largest request body accepted (e.g. 32MiB)")
 	f.DurationVar(&o.deleteGrace, "delete-grace", o.deleteGrace, "how long a deleted tenant's data is kept so it can be restored")
@@ -201,6 +218,9 @@ func (o *serveOptions) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(o.httpAddr); err != nil {
 		return fmt.Errorf("--http %q: want host:port, e.g. 127.0.0.1:8090", o.httpAddr)
+	}
+	if _, err := o.hooksConfig(); err != nil {
+		return err
 	}
 	if o.metricsAddr != "" {
 		if _, _, err := net.SplitHostPort(o.metricsAddr); err != nil {
@@ -297,4 +317,52 @@ func newLogger(o serveOptions, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// hooksConfig is the tenant hooks' limits from the options. The node's own
+// address, when it is a public IP, is added to the ranges hooks may not
+// reach.
+func (o *serveOptions) hooksConfig() (hooks.Config, error) {
+	c := hooks.DefaultConfig()
+	c.CPULimit = o.hookCPULimit
+	c.Runtimes = o.hookRuntimes
+	var err error
+	if c.HTTPAllow, err = parsePrefixes("--hook-http-allow", o.hookHTTPAllow); err != nil {
+		return c, err
+	}
+	if c.HTTPDeny, err = parsePrefixes("--hook-http-deny", o.hookHTTPDeny); err != nil {
+		return c, err
+	}
+	for _, addr := range []string{o.httpAddr, o.advertiseHTTP} {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+				c.HTTPDeny = append(c.HTTPDeny, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
+			}
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("--hook-cpu-limit and --hook-runtimes: %w", err)
+	}
+	return c, nil
+}
+
+// parsePrefixes parses a comma-separated CIDR list (a bare IP is one
+// address).
+func parsePrefixes(flag, s string) ([]netip.Prefix, error) {
+	var ps []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(f); err == nil {
+			ps = append(ps, netip.PrefixFrom(ip, ip.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a CIDR range (e.g. 10.1.0.0/16)", flag, f)
+		}
+		ps = append(ps, p.Masked())
+	}
+	return ps, nil
 }

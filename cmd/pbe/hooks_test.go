@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pbe/pbe/tenantnode/hooks"
+)
+
+// hookFiles is a pb_hooks directory as a PocketBase project keeps it.
+var hookFiles = map[string]string{
+	"posts.pb.js": `/// <reference path="../pb_data/types.d.ts" />
+onRecordCreateRequest((e) => {
+  if (e.record.get("title") === "forbidden") {
+    throw new BadRequestError("that title is not allowed")
+  }
+  e.record.set("title", e.record.get("title").toUpperCase())
+  e.next()
+}, "posts")
+`,
+	"routes.pb.js": `
+routerAdd("GET", "/api/try/attach", (e) => {
+  try {
+    $app.db().newQuery("ATTACH DATABASE '" + e.request.url.query().get("path") + "' AS other").execute()
+    return e.string(200, "attached")
+  } catch (err) {
+    return e.string(200, String(err))
+  }
+})
+routerAdd("GET", "/api/try/exit", (e) => {
+  $os.exit(1)
+  return e.string(200, "still here")
+})
+routerAdd("GET", "/api/try/loop", (e) => {
+  while (true) {}
+})
+`,
+}
+
+func writeHookDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, code := range hookFiles {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(code), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// importHooks imports writeHookDir's files into tenant id as the CLI does.
+func importHooks(t *testing.T, s *testServer, id string) hooks.Status {
+	t.Helper()
+	files, err := readJSFiles(writeHookDir(t), ".pb.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := hookClientOptions{email: "admin@" + id + ".test", password: "password-" + id, client: loopbackClient(s.port)}
+	var st hooks.Status
+	if err := o.call(s.tenantURL(id, ""), "POST", "/api/pbe/hooks/import", hooks.ImportRequest{Hooks: files}, &st); err != nil {
+		t.Fatalf("import hooks: %v", err)
+	}
+	for _, h := range st.Hooks {
+		if !h.Loaded {
+			t.Fatalf("hook %s did not load: %+v", h.Name, h)
+		}
+	}
+	return st
+}
+
+// checkPostHook checks tenant id's record hook changes and rejects writes.
+func checkPostHook(t *testing.T, s *testServer, id string) {
+	t.Helper()
+	r := s.do("POST", s.tenantURL(id, "/api/collections/posts/records"), map[string]string{"title": "hello"})
+	mustStatus(t, r, http.StatusOK)
+	if !strings.Contains(string(r.body), `"title":"HELLO"`) {
+		t.Fatalf("the record hook did not run: %s", r.body)
+	}
+	r = s.do("POST", s.tenantURL(id, "/api/collections/posts/records"), map[string]string{"title": "forbidden"})
+	mustStatus(t, r, http.StatusBadRequest)
+	if !strings.Contains(string(r.body), "title is not allowed") {
+		t.Fatalf("rejected write: %s", r.body)
+	}
+}
+
+func TestHooks_Platform(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	opts := func(o *serveOptions) { o.hookCPULimit = 300 * time.Millisecond }
+	s := startServer(t, dir, opts)
+	s.createPostsCollection("hooked", s.createTenant("hooked"))
+	s.createPostsCollection("neighbour", s.createTenant("neighbour"))
+	importHooks(t, s, "hooked")
+	checkPostHook(t, s, "hooked")
+
+	t.Run("no ATTACH of another tenant's database", func(t *testing.T) {
+		other := filepath.Join(dir, "tenants", "neighbour", "pb_data", "data.db")
+		if _, err := os.Stat(other); err != nil {
+			t.Fatal(err)
+		}
+		r := s.do("GET", s.tenantURL("hooked", "/api/try/attach?path="+other), nil)
+		mustStatus(t, r, http.StatusOK)
+		if !strings.Contains(string(r.body), "too many attached databases") {
+			t.Fatalf("ATTACH was not refused: %s", r.body)
+		}
+	})
+	t.Run("$os.exit is refused and the process lives", func(t *testing.T) {
+		r := s.do("GET", s.tenantURL("hooked", "/api/try/exit"), nil)
+		mustStatus(t, r, http.StatusBadRequest)
+		mustStatus(t, s.do("GET", s.tenantURL("neighbour", "/api/health"), nil), http.StatusOK)
+	})
+	t.Run("an infinite loop stops and the neighbour keeps serving", func(t *testing.T) {
+		done := make(chan response, 1)
+		go func() { done <- s.do("GET", s.tenantURL("hooked", "/api/try/loop"), nil) }()
+		served := 0
+		for {
+			select {
+			case r := <-done:
+				mustStatus(t, r, http.StatusInternalServerError)
+				if served == 0 {
+					t.Fatal("the neighbour served nothing while the loop ran")
+				}
+				return
+			default:
+			}
+			mustStatus(t, s.do("GET", s.tenantURL("neighbour", "/api/collections/posts/records"), nil), http.StatusOK)
+			served++
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	t.Run("hooks survive export and import", func(t *testing.T) {
+		r := s.api("GET", "/api/cp/tenants/hooked/export", nil)
+		mustStatus(t, r, http.StatusOK)
+		imp := s.do("POST", s.base()+"/api/cp/tenants/import?id=hooked-copy", r.body, "Authorization", "Bearer "+s.token, "Content-Type", "application/gzip")
+		mustStatus(t, imp, http.StatusCreated)
+		r = s.do("POST", s.tenantURL("hooked-copy", "/api/collections/posts/records"), map[string]string{"title": "copied"})
+		mustStatus(t, r, http.StatusOK)
+		if !strings.Contains(string(r.body), `"title":"COPIED"`) {
+			t.Fatalf("the imported tenant lost its hooks: %s", r.body)
+		}
+	})
+
+	// Stopping the platform closes every tenant; its hooks come back with it.
+	s.stop()
+	s = startServer(t, dir, opts)
+	checkPostHook(t, s, "hooked")
+}
+
+func TestFleet_HooksFollowTheTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a fleet of processes")
+	}
+	f := startFleet(t, "tn-1", "tn-2")
+	f.createTenant("acme", "async")
+	g := f.gateway()
+	importHooks(t, g, "acme")
+	checkPostHook(t, g, "acme")
+	from := f.owner("acme")
+	moved, err := f.api.MoveTenant(context.Background(), "acme", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved.Node == from {
+		t.Fatalf("tenant still on %s", from)
+	}
+	checkPostHook(t, g, "acme")
+	t.Log(fmt.Sprintf("hooks moved with the tenant from %s to %s", from, moved.Node))
+}
