@@ -30,7 +30,6 @@ package hooks
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"sort"
@@ -391,7 +390,8 @@ func (p *Pool) install(g *generation) {
 	p.mu.Unlock()
 	for id, job := range g.crons {
 		if err := p.app.Cron().Add(id, job.expr, p.cronFunc(id)); err != nil {
-			job.h.hook.LoadError = fmt.Sprintf("cron %s: %v", id, err)
+			// The loader checked the expression; this is not expected.
+			p.logger.Error("hooks: adding a cron job failed", "job", id, "error", err)
 		}
 	}
 	for id := range old {

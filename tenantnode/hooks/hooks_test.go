@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	_ "github.com/pocketbase/pocketbase/migrations"
@@ -448,6 +449,8 @@ routerAdd("POST", "/api/try", (e) => {
 	refused(`$filesystem.fileFromPath("/etc/passwd")`, "not available to tenant hooks")
 	refused(`$template.loadFiles("/etc/passwd")`, "not available to tenant hooks")
 	refused(`require("fs")`, "not available to tenant hooks")
+	refused(`$filepath.glob("/*")`, "not available to tenant hooks")
+	refused(`$filesystem.local("/")`, "not available to tenant hooks")
 	refused(`$app.restart()`, "restarting is not available")
 	for _, url := range []string{target.URL, "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[::1]:1/", "http://localhost:1/"} {
 		refused(fmt.Sprintf(`$http.send({url: %q, timeout: 2}).statusCode`, url), "public internet addresses")
@@ -517,3 +520,66 @@ func TestMigrationsArePerTenant(t *testing.T) {
 		t.Fatalf("a failed import stored %d hooks", n)
 	}
 }
+
+func TestOrderDeleteAndTenantLog(t *testing.T) {
+	tn := newTenant(t, testConfig())
+	// Two hooks on the same event run in their sort order.
+	col, _ := tn.app.FindCollectionByNameOrId(hooksCollection)
+	for _, h := range []struct {
+		name, suffix string
+		sort         int
+	}{{"b-second.pb.js", "2", 20}, {"a-first.pb.js", "1", 10}} {
+		rec := core.NewRecord(col)
+		rec.Set("name", h.name)
+		rec.Set("enabled", true)
+		rec.Set("sort", h.sort)
+		rec.Set("code", fmt.Sprintf(`onRecordCreateRequest((e) => { e.record.set("title", e.record.get("title") + %q); e.next() }, "posts")`, h.suffix))
+		if err := tn.app.Save(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tn.pool.Reload()
+	if status, body := tn.do(t, "POST", "/api/collections/posts/records", `{"title":"x"}`); status != 200 || !strings.Contains(body, `"title":"x12"`) {
+		t.Fatalf("order: %d %s", status, body)
+	}
+	// Reordering swaps them.
+	rec, _ := tn.app.FindFirstRecordByData(col, "name", "b-second.pb.js")
+	rec.Set("sort", 1)
+	if err := tn.app.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	tn.pool.Reload()
+	if _, body := tn.do(t, "POST", "/api/collections/posts/records", `{"title":"x"}`); !strings.Contains(body, `"title":"x21"`) {
+		t.Fatalf("reordered: %s", body)
+	}
+	// Deleting one through the API stops it.
+	seq := tn.pool.Status().Generation
+	if status, body := tn.do(t, "DELETE", "/api/collections/_hooks/records/"+rec.Id, ""); status != 204 {
+		t.Fatalf("delete: %d %s", status, body)
+	}
+	tn.waitGen(t, seq)
+	if _, body := tn.do(t, "POST", "/api/collections/posts/records", `{"title":"x"}`); !strings.Contains(body, `"title":"x1"`) {
+		t.Fatalf("after delete: %s", body)
+	}
+
+	// A failing hook is in the tenant's own log, with its name and line.
+	tn.put(t, "fails.pb.js", "routerAdd(\"GET\", \"/api/fails\", (e) => {\n  throw new Error(\"logged failure\")\n})")
+	waitRoute(t, tn, "/api/fails", 400)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		logs := []*core.Log{}
+		err := tn.app.LogQuery().AndWhere(dbxLike("message", "logged failure")).All(&logs)
+		if err == nil && len(logs) > 0 {
+			if !strings.Contains(logs[0].Message, "fails.pb.js:2") || logs[0].Data["hook"] != "fails.pb.js" {
+				t.Fatalf("log entry: %s %v", logs[0].Message, logs[0].Data)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log entry for the failing hook (%v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func dbxLike(col, s string) dbx.Expression { return dbx.Like(col, s) }

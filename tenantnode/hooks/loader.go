@@ -9,6 +9,7 @@ import (
 
 	"github.com/dop251/goja"
 	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/cron"
 	"github.com/pocketbase/pocketbase/tools/hook"
 )
 
@@ -125,6 +126,9 @@ func (l *loader) bind() {
 	vm.Set("cronAdd", func(id, expr string, fn goja.Value) {
 		if id == "" || strings.HasPrefix(id, "__") {
 			panic(vm.NewGoError(fmt.Errorf("cronAdd: job id %q is reserved or empty; choose another", id)))
+		}
+		if _, err := cron.NewSchedule(expr); err != nil {
+			panic(vm.NewGoError(fmt.Errorf("cronAdd %s: %w", id, err)))
 		}
 		l.pending.crons[id] = &cronJob{expr: expr, h: &handler{hook: l.cur, prog: l.compile(fn, cronWrapper)}}
 		l.pending.binds = append(l.pending.binds, "cron "+id+" ("+expr+")")

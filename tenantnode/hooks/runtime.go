@@ -123,8 +123,9 @@ var osRefused = []string{"exec", "cmd", "exit", "dirFS", "stat", "readFile", "wr
 //   - $os keeps getenv, which reads the tenant's own secrets; exit, cmd,
 //     exec and the file functions throw. process.env is the secrets too.
 //   - $http.send and $filesystem.fileFromURL go through the SSRF-safe client.
-//   - $filesystem.s3, .local and .fileFromPath, $apis.static and
-//     $template.loadFiles/loadFS (which read node paths) throw.
+//   - $filesystem.s3, .local and .fileFromPath, $filepath.glob, .walk and
+//     .walkDir, $apis.static and $template.loadFiles/loadFS (which read
+//     node paths) throw.
 //   - require throws: hooks stored in the database have no module files.
 //   - console writes to the tenant's own log.
 //   - sleep() never sleeps past the run's deadline.
@@ -159,6 +160,11 @@ func (p *Pool) harden(rt *runtime) {
 	_ = httpObj.Set("send", p.client.send)
 	vm.Set("$http", httpObj)
 
+	if fpObj, ok := vm.Get("$filepath").(*goja.Object); ok {
+		for _, name := range []string{"glob", "walk", "walkDir"} {
+			_ = fpObj.Set(name, notAvailable(vm, "$filepath."+name, noFiles))
+		}
+	}
 	if apisObj, ok := vm.Get("$apis").(*goja.Object); ok {
 		_ = apisObj.Set("static", notAvailable(vm, "$apis.static", noFiles))
 	}
