@@ -54,14 +54,15 @@ func writeHookDir(t *testing.T) string {
 	return dir
 }
 
-// importHooks imports writeHookDir's files into tenant id as the CLI does.
+// importHooks imports writeHookDir's files into tenant id as the CLI does
+// (with its own client, which finds {id}.localhost on the loopback).
 func importHooks(t *testing.T, s *testServer, id string) hooks.Status {
 	t.Helper()
 	files, err := readJSFiles(writeHookDir(t), ".pb.js")
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := hookClientOptions{email: "admin@" + id + ".test", password: "password-" + id, client: loopbackClient(s.port)}
+	o := hookClientOptions{email: "admin@" + id + ".test", password: "password-" + id}
 	var st hooks.Status
 	if err := o.call(s.tenantURL(id, ""), "POST", "/api/pbe/hooks/import", hooks.ImportRequest{Hooks: files}, &st); err != nil {
 		t.Fatalf("import hooks: %v", err)

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -121,7 +123,7 @@ func (o *hookClientOptions) call(base, method, path string, body, out any) error
 	base = strings.TrimRight(base, "/")
 	client := o.client
 	if client == nil {
-		client = &http.Client{Timeout: 2 * time.Minute}
+		client = &http.Client{Timeout: 2 * time.Minute, Transport: localhostTransport()}
 	}
 	token := o.token
 	if token == "" {
@@ -200,4 +202,19 @@ func printHookStatus(w io.Writer, st hooks.Status) error {
 		fmt.Fprintln(w)
 	}
 	return nil
+}
+
+// localhostTransport resolves {name}.localhost to the loopback address, as
+// browsers do (RFC 6761), so an all-in-one pbe's tenants are reachable at
+// http://{tenant}.localhost:8090 without a hosts entry.
+func localhostTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	d := &net.Dialer{Timeout: 30 * time.Second}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if host, port, err := net.SplitHostPort(addr); err == nil && (host == "localhost" || strings.HasSuffix(host, ".localhost")) {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	return t
 }
