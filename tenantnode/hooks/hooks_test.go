@@ -9,10 +9,13 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
+	"weak"
 
+	"github.com/dop251/goja"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
@@ -583,3 +586,40 @@ func TestOrderDeleteAndTenantLog(t *testing.T) {
 }
 
 func dbxLike(col, s string) dbx.Expression { return dbx.Like(col, s) }
+
+// TestRuntimesAreReleased checks that nothing keeps a runtime alive once
+// its tenant's pool is closed, nor a loader once its load is done.
+func TestRuntimesAreReleased(t *testing.T) {
+	tn := newTenant(t, testConfig())
+	tn.put(t, "r.pb.js", `routerAdd("GET", "/api/r", (e) => e.string(200, "r"))`)
+	waitRoute(t, tn, "/api/r", 200)
+	var refs []weak.Pointer[goja.Runtime]
+	for {
+		select {
+		case rt := <-tn.pool.idle:
+			refs = append(refs, weak.Make(rt.vm))
+			continue
+		default:
+		}
+		break
+	}
+	if len(refs) == 0 {
+		t.Fatal("no idle runtime after a request")
+	}
+	// A loader made by a reload is garbage once the reload is done.
+	rt, err := tn.pool.newRuntime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs = append(refs, weak.Make(rt.vm))
+	rt = nil
+	tn.pool.Close()
+	for range 3 {
+		goruntime.GC()
+	}
+	for i, r := range refs {
+		if r.Value() != nil {
+			t.Fatalf("runtime %d is still reachable after its pool closed", i)
+		}
+	}
+}

@@ -134,7 +134,7 @@ func (p *Pool) guarded(rt *runtime, tid int, app core.App, args []any, budget ti
 	rt.setSecrets(p.current())
 	vm.Set("$app", app)
 	vm.Set("__args", args)
-	w := watchdog{vm: vm, tid: tid, budget: budget, cpu0: threadCPU(tid), deadline: rt.deadline}
+	w := &watchdog{vm: vm, tid: tid, budget: budget, cpu0: threadCPU(tid), deadline: rt.deadline}
 	w.start()
 	res, err := fn(vm)
 	w.stop()
@@ -237,10 +237,13 @@ func (w *watchdog) check() {
 	}
 }
 
-// stop ends the watch; after it returns no interrupt can arrive.
+// stop ends the watch; after it returns no interrupt can arrive. It drops
+// the VM: the runtime keeps a stopped timer until it next tidies its timer
+// heap, which must not keep the VM alive.
 func (w *watchdog) stop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.done = true
 	w.timer.Stop()
+	w.vm = nil
 }

@@ -68,14 +68,19 @@ func newVM() (*goja.Runtime, error) {
 		donor.app = core.NewBaseApp(core.BaseAppConfig{DataDir: filepath.Join(donor.dir, "pb_data")})
 		donor.made = 0
 	}
-	var vm *goja.Runtime
+	// jsvm keeps the Config (and so OnInit) for the donor app's life: the
+	// VM is handed over through a holder emptied at once, or the donor
+	// would keep every runtime it ever made alive.
+	holder := &struct{ vm *goja.Runtime }{}
 	err := jsvm.Register(donor.app, jsvm.Config{
 		HooksDir:      filepath.Join(donor.dir, "hooks"),
 		MigrationsDir: filepath.Join(donor.dir, "migrations"),
 		TypesDir:      filepath.Join(donor.dir, "types"),
 		HooksPoolSize: 0,
-		OnInit:        func(r *goja.Runtime) { vm = r },
+		OnInit:        func(r *goja.Runtime) { holder.vm = r },
 	})
+	vm := holder.vm
+	holder.vm = nil
 	donor.made++
 	if err != nil {
 		return nil, fmt.Errorf("javascript runtime: %w", err)
