@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -99,6 +98,14 @@ func TestHooks_Platform(t *testing.T) {
 	s.createPostsCollection("neighbour", s.createTenant("neighbour"))
 	importHooks(t, s, "hooked")
 	checkPostHook(t, s, "hooked")
+	// _hooks is a collection of the tenant's own: its admin UI lists and
+	// edits it like any other (superusers only).
+	r := s.do("GET", s.tenantURL("hooked", "/api/collections/_hooks"), nil, "Authorization", s.superuserToken("hooked"))
+	mustStatus(t, r, http.StatusOK)
+	if !strings.Contains(string(r.body), `"system":true`) || !strings.Contains(string(r.body), `"name":"code"`) {
+		t.Fatalf("_hooks collection: %s", r.body)
+	}
+	mustStatus(t, s.do("GET", s.tenantURL("hooked", "/api/collections/_hooks/records"), nil), http.StatusForbidden)
 
 	t.Run("no ATTACH of another tenant's database", func(t *testing.T) {
 		other := filepath.Join(dir, "tenants", "neighbour", "pb_data", "data.db")
@@ -171,5 +178,14 @@ func TestFleet_HooksFollowTheTenant(t *testing.T) {
 		t.Fatalf("tenant still on %s", from)
 	}
 	checkPostHook(t, g, "acme")
-	t.Log(fmt.Sprintf("hooks moved with the tenant from %s to %s", from, moved.Node))
+
+	// The node serving it dies: the survivor restores the tenant, hooks
+	// included, from the object store.
+	f.waitReplicated("acme")
+	f.kill(moved.Node)
+	checkPostHook(t, g, "acme")
+	if got := f.owner("acme"); got == moved.Node {
+		t.Fatalf("tenant still on the dead node %s", got)
+	}
+	t.Logf("hooks followed the tenant from %s to %s, then to %s after %s died", from, moved.Node, f.owner("acme"), moved.Node)
 }
