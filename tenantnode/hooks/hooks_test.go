@@ -454,7 +454,15 @@ routerAdd("POST", "/api/try", (e) => {
 	refused(`require("fs")`, "not available to tenant hooks")
 	refused(`$filepath.glob("/*")`, "not available to tenant hooks")
 	refused(`$filesystem.local("/")`, "not available to tenant hooks")
-	refused(`$app.restart()`, "restarting is not available")
+	for _, hidden := range []string{"$app.restart", "$app.cron", "$app.onRecordCreate", "$app.onModelUpdate", "$app.bootstrap", "$app.resetBootstrapState"} {
+		if ok, v := try("typeof " + hidden); !ok || v != "undefined" {
+			t.Errorf("%s is visible: %v %s", hidden, ok, v)
+		}
+	}
+	refused(`$app.db().newQuery("SELECT load_extension('/nonexistent.so')").execute()`, "not authorized")
+	if ok, v := try(`$app.findCollectionByNameOrId("posts").name`); !ok || v != "posts" {
+		t.Errorf("the app's ordinary methods: %v %s", ok, v)
+	}
 	for _, url := range []string{target.URL, "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[::1]:1/", "http://localhost:1/"} {
 		refused(fmt.Sprintf(`$http.send({url: %q, timeout: 2}).statusCode`, url), "public internet addresses")
 	}

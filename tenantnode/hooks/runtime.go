@@ -135,9 +135,11 @@ var osRefused = []string{"exec", "cmd", "exit", "dirFS", "stat", "readFile", "wr
 //   - console writes to the tenant's own log.
 //   - sleep() never sleeps past the run's deadline.
 //   - the hook-binding functions jsvm bound to the donor app are removed
-//     (the loader binds its own).
+//     (the loader binds its own), and the app's own On* hooks and cron are
+//     hidden (sandboxMapper).
 func (p *Pool) harden(rt *runtime) {
 	vm := rt.vm
+	vm.SetFieldNameMapper(sandboxMapper{})
 	const noFiles = "hooks have no access to the node's files"
 
 	osObj := vm.NewObject()
@@ -246,4 +248,28 @@ func (p *Pool) console(vm *goja.Runtime) *goja.Object {
 		_ = c.Set(l, logf(l))
 	}
 	return c
+}
+
+// appInterface is core.App.
+var appInterface = reflect.TypeOf((*core.App)(nil)).Elem()
+
+// hiddenAppMethods are methods of the app JavaScript does not see besides
+// its On* hooks: its cron (a job bound there would run a JavaScript
+// function later, on another goroutine, outside any runtime's limits) and
+// its lifecycle.
+var hiddenAppMethods = map[string]bool{"Cron": true, "Restart": true, "Bootstrap": true, "ResetBootstrapState": true}
+
+// sandboxMapper is jsvm's name mapping, except that the app's On* hooks
+// and hiddenAppMethods have no JavaScript name. A JavaScript function bound
+// to an app hook directly would stay bound across reloads and run on
+// whatever goroutine fires it, concurrently with the runtime it belongs
+// to, with no CPU limit; hooks bind through onRecordCreate() and the
+// other top-level functions instead.
+type sandboxMapper struct{ jsvm.FieldMapper }
+
+func (m sandboxMapper) MethodName(t reflect.Type, method reflect.Method) string {
+	if t.Implements(appInterface) && (strings.HasPrefix(method.Name, "On") || hiddenAppMethods[method.Name]) {
+		return ""
+	}
+	return m.FieldMapper.MethodName(t, method)
 }
