@@ -28,7 +28,9 @@ type applyCtx struct {
 	cmd     *Command
 	index   uint64
 	now     time.Time
-	horizon *requestHorizon
+	horizon *timeHorizon
+	// eventHorizon is horizon for the event log.
+	eventHorizon *timeHorizon
 	// changed lists tenants a command changed besides the one it names
 	// (a user's quota applied to each of their tenants).
 	changed []string
@@ -36,24 +38,25 @@ type applyCtx struct {
 	events []cluster.Event
 }
 
-// requestHorizon is what Apply knows of the oldest request record, derived
-// from the state: when known, the time of the oldest record (or that there
-// is none). It only ever skips a search for expired records that would
-// find nothing, so it changes no outcome; it is forgotten whenever a
-// transaction fails or the state is replaced.
-type requestHorizon struct {
+// timeHorizon is what Apply knows of the oldest of a kind of time-ordered
+// record (request records, events), derived from the state: when known,
+// the time of the oldest record (or that there is none). It only ever
+// skips a search for expired records that would find nothing, so it
+// changes no outcome; it is forgotten whenever a transaction fails or the
+// state is replaced.
+type timeHorizon struct {
 	known  bool
 	empty  bool
 	oldest time.Time
 }
 
 // none reports whether no request record can be older than cutoff.
-func (h *requestHorizon) none(cutoff time.Time) bool {
+func (h *timeHorizon) none(cutoff time.Time) bool {
 	return h.known && (h.empty || !h.oldest.Before(cutoff))
 }
 
 // recorded notes a new request record of time t.
-func (h *requestHorizon) recorded(t time.Time) {
+func (h *timeHorizon) recorded(t time.Time) {
 	switch {
 	case !h.known:
 	case h.empty || t.Before(h.oldest):
@@ -175,11 +178,11 @@ func (s *Store) Apply(index uint64, data []byte) (any, error) {
 	var out outcome
 	err = s.db.Update(func(txn *badger.Txn) error {
 		var err error
-		out, err = applyTxn(&applyCtx{txn: txn, cmd: &cmd, index: index, now: cmd.Time.UTC(), horizon: &s.horizon})
+		out, err = applyTxn(&applyCtx{txn: txn, cmd: &cmd, index: index, now: cmd.Time.UTC(), horizon: &s.horizon, eventHorizon: &s.eventHorizon})
 		return err
 	})
 	if err != nil {
-		s.horizon = requestHorizon{}
+		s.horizon, s.eventHorizon = timeHorizon{}, timeHorizon{}
 		return nil, fmt.Errorf("apply %s at index %d: %w", cmd.Type, index, err)
 	}
 	s.applied.Store(index)
@@ -242,7 +245,7 @@ func (s *Store) applyBatch(indexes []uint64, data [][]byte, values []any, errs [
 	err := s.db.Update(func(txn *badger.Txn) error {
 		for i := range cmds {
 			var err error
-			outs[i], err = applyTxn(&applyCtx{txn: txn, cmd: &cmds[i], index: indexes[i], now: cmds[i].Time.UTC(), horizon: &s.horizon})
+			outs[i], err = applyTxn(&applyCtx{txn: txn, cmd: &cmds[i], index: indexes[i], now: cmds[i].Time.UTC(), horizon: &s.horizon, eventHorizon: &s.eventHorizon})
 			if err != nil {
 				return err
 			}
@@ -250,7 +253,7 @@ func (s *Store) applyBatch(indexes []uint64, data [][]byte, values []any, errs [
 		return nil
 	})
 	if err != nil {
-		s.horizon = requestHorizon{}
+		s.horizon, s.eventHorizon = timeHorizon{}, timeHorizon{}
 		return false
 	}
 	s.applied.Store(indexes[len(indexes)-1])
@@ -407,7 +410,7 @@ func recordOutcome(txn *badger.Txn, rid string, out outcome) error {
 // pruneRequests deletes up to pruneBatch request records whose time is more
 // than RequestTTL before now. Keys sort by time, so it reads only expired
 // entries and one more.
-func pruneRequests(txn *badger.Txn, now time.Time, h *requestHorizon) error {
+func pruneRequests(txn *badger.Txn, now time.Time, h *timeHorizon) error {
 	if now.IsZero() {
 		return nil
 	}
@@ -416,17 +419,17 @@ func pruneRequests(txn *badger.Txn, now time.Time, h *requestHorizon) error {
 		return nil
 	}
 	var expired [][]byte
-	next := requestHorizon{known: true, empty: true}
+	next := timeHorizon{known: true, empty: true}
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRequestTime})
 	for it.Rewind(); it.Valid(); it.Next() {
 		key := it.Item().KeyCopy(nil)
 		t, _ := parseRequestTimeKey(key)
 		if !t.Before(cutoff) {
-			next = requestHorizon{known: true, oldest: t}
+			next = timeHorizon{known: true, oldest: t}
 			break
 		}
 		if len(expired) == pruneBatch {
-			next = requestHorizon{} // more left than one apply prunes
+			next = timeHorizon{} // more left than one apply prunes
 			break
 		}
 		expired = append(expired, key)

@@ -81,28 +81,56 @@ func writeEvents(a *applyCtx) error {
 	if len(a.events) == 0 {
 		return nil
 	}
-	return pruneEvents(a)
+	if err := pruneEvents(a); err != nil {
+		return err
+	}
+	if a.eventHorizon != nil {
+		a.eventHorizon.recorded(a.now)
+	}
+	return nil
 }
 
 // pruneEvents deletes up to pruneBatch events older than EventRetention.
+// Events are keyed in the order they were written, so it reads the expired
+// ones and one more, and not even that while the horizon says none can
+// have expired: an iterator in a write transaction first sorts all of the
+// transaction's pending writes, which for a batch of creates applied in
+// one transaction made every create's pruning cost grow with the batch.
 func pruneEvents(a *applyCtx) error {
 	cutoff := a.now.Add(-EventRetention)
-	var old [][]byte
-	err := scanJSONKeys(a.txn, prefixEvent, func(k []byte, e *cluster.Event) bool {
-		if !e.Time.Before(cutoff) {
-			return false
-		}
-		old = append(old, slices.Clone(k))
-		return len(old) < pruneBatch
-	})
-	if err != nil {
-		return err
+	h := a.eventHorizon
+	if h == nil {
+		h = &timeHorizon{}
 	}
+	if h.none(cutoff) {
+		return nil
+	}
+	var old [][]byte
+	next := timeHorizon{known: true, empty: true}
+	it := a.txn.NewIterator(badger.IteratorOptions{Prefix: prefixEvent})
+	for it.Rewind(); it.Valid(); it.Next() {
+		var e cluster.Event
+		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+			it.Close()
+			return fmt.Errorf("decode %s: %w", it.Item().Key(), err)
+		}
+		if !e.Time.Before(cutoff) {
+			next = timeHorizon{known: true, oldest: e.Time}
+			break
+		}
+		if len(old) == pruneBatch {
+			next = timeHorizon{} // more left than one apply prunes
+			break
+		}
+		old = append(old, it.Item().KeyCopy(nil))
+	}
+	it.Close()
 	for _, k := range old {
 		if err := a.txn.Delete(k); err != nil {
 			return err
 		}
 	}
+	*h = next
 	return nil
 }
 

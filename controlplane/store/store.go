@@ -102,7 +102,9 @@ type Store struct {
 
 	// horizon, guarded by applyMu, lets Apply skip looking for expired
 	// request records when none can be expired.
-	horizon requestHorizon
+	horizon timeHorizon
+	// eventHorizon does the same for the event log.
+	eventHorizon timeHorizon
 }
 
 // TenantFilter selects tenants in Tenants.
