@@ -108,6 +108,9 @@ type Pool struct {
 	client *safeClient
 
 	gen atomic.Pointer[generation]
+	// reloading serialises Reload, so a generation read earlier is never
+	// installed over one read later.
+	reloading sync.Mutex
 
 	// runtimes: idle ones wait in idle; made counts all that exist.
 	idle chan *runtime
@@ -317,6 +320,8 @@ type cronJob struct {
 // in: new handlers serve the next event, removed ones stop. It returns
 // the new generation's sequence number.
 func (p *Pool) Reload() uint64 {
+	p.reloading.Lock()
+	defer p.reloading.Unlock()
 	start := time.Now()
 	old := p.current()
 	g := &generation{
