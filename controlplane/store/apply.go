@@ -401,10 +401,43 @@ func finishTxn(a *applyCtx) error {
 
 // recordOutcome stores out under rid and in the time-ordered index.
 func recordOutcome(txn *badger.Txn, rid string, out outcome) error {
-	if err := setJSON(txn, requestKey(rid), out); err != nil {
+	b, err := out.encode()
+	if err != nil {
+		return fmt.Errorf("encode the outcome of request %s: %w", rid, err)
+	}
+	if err := txn.Set(requestKey(rid), b); err != nil {
 		return err
 	}
 	return txn.Set(requestTimeKey(out.Time, rid), nil)
+}
+
+// encode is the outcome's JSON, as json.Marshal writes it, without
+// json.Marshal's check and compaction of Value: Value is json.Marshal's
+// own output already, and re-scanning it was an eighth of the cost of
+// applying a tenant create.
+func (o outcome) encode() ([]byte, error) {
+	typ, err := json.Marshal(o.Type)
+	if err != nil {
+		return nil, err
+	}
+	at, err := o.Time.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 48+len(typ)+len(at)+len(o.Value))
+	b = append(append(append(b, `{"type":`...), typ...), `,"time":`...)
+	b = append(b, at...)
+	if len(o.Value) > 0 {
+		b = append(append(b, `,"value":`...), o.Value...)
+	}
+	if o.Err != nil {
+		e, err := json.Marshal(o.Err)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(b, `,"err":`...), e...)
+	}
+	return append(b, '}'), nil
 }
 
 // pruneRequests deletes up to pruneBatch request records whose time is more

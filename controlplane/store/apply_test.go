@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -398,5 +399,28 @@ func TestStore_Deterministic(t *testing.T) {
 	}
 	if pa, pb := persisted(t, a), persisted(t, b); !bytes.Equal(pa, pb) {
 		t.Error("full snapshots differ")
+	}
+}
+
+// TestOutcomeEncode checks the outcome's own encoder writes what
+// json.Marshal writes.
+func TestOutcomeEncode(t *testing.T) {
+	at := time.Date(2026, 11, 29, 3, 4, 5, 123456789, time.UTC)
+	for _, o := range []outcome{
+		{Type: CmdCreateTenant, Time: at, Value: json.RawMessage(`{"id":"acme","name":"A \"quoted\" \u003c name"}`)},
+		{Type: CmdDeleteTenant, Time: at, Err: cluster.Errorf(cluster.ErrNotFound, "tenant %q not found", "x<y")},
+		{Type: CmdCreateToken, Time: at},
+	} {
+		got, err := o.encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("encode:\n got %s\nwant %s", got, want)
+		}
 	}
 }

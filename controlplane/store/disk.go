@@ -125,6 +125,27 @@ func (d *DiskManager) check() {
 	}
 }
 
+// gcStats counts the store's value-log GC runs.
+type gcStats struct {
+	runs     atomic.Uint64
+	rewrites atomic.Uint64
+	total    atomic.Int64 // nanoseconds
+}
+
+// GCStats is what the store's value-log GC has done since it was opened.
+type GCStats struct {
+	// Runs counts the GC runs (each rewrites files until none is worth
+	// it); Rewrites the value-log files rewritten; Total their summed
+	// duration.
+	Runs, Rewrites uint64
+	Total          time.Duration
+}
+
+// ValueLogGCStats returns the value-log GC's counts. No lock.
+func (s *Store) ValueLogGCStats() GCStats {
+	return GCStats{Runs: s.gc.runs.Load(), Rewrites: s.gc.rewrites.Load(), Total: time.Duration(s.gc.total.Load())}
+}
+
 // runValueLogGC rewrites value-log files until none is worth rewriting.
 func (s *Store) runValueLogGC(ratio float64, logger *slog.Logger) {
 	s.stateMu.RLock()
@@ -132,7 +153,13 @@ func (s *Store) runValueLogGC(ratio float64, logger *slog.Logger) {
 	if s.closed {
 		return
 	}
+	start := time.Now()
 	n := 0
+	defer func() {
+		s.gc.total.Add(int64(time.Since(start)))
+		s.gc.rewrites.Add(uint64(n))
+		s.gc.runs.Add(1)
+	}()
 	for {
 		err := s.db.RunValueLogGC(ratio)
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {

@@ -67,3 +67,17 @@ func TestStore_DiskManager(t *testing.T) {
 	}
 	s.runValueLogGC(0.5, s.logger) // runs on a real (empty) value log without error
 }
+
+func TestStore_ValueLogGCStats(t *testing.T) {
+	s := openStore(t)
+	if got := s.ValueLogGCStats(); got != (GCStats{}) {
+		t.Fatalf("before any run: got %+v, want zero", got)
+	}
+	mustApply(t, s, createTenant("alpha"))
+	s.runValueLogGC(0.5, s.logger)
+	s.runValueLogGC(0.5, s.logger)
+	got := s.ValueLogGCStats()
+	if got.Runs != 2 || got.Total <= 0 {
+		t.Fatalf("after two runs: got %+v, want 2 runs and a duration", got)
+	}
+}

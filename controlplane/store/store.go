@@ -95,6 +95,7 @@ type Store struct {
 
 	applied atomic.Uint64
 	authGen atomic.Uint64
+	gc      gcStats // value-log GC counts, disk.go
 
 	eventsMu sync.Mutex
 	eventsCh chan struct{} // closed when events are written
