@@ -65,6 +65,15 @@ type TenantReport struct {
 	// size and its uploaded files.
 	DBBytes   int64 `json:"db_bytes,omitempty"`
 	FileBytes int64 `json:"file_bytes,omitempty"`
+	// GrowthBytesPerHour is how fast DBBytes+FileBytes grew over the last
+	// hour (or since activation, when shorter), from measures a few
+	// seconds apart; negative when data was deleted.
+	GrowthBytesPerHour float64 `json:"growth_bytes_per_hour,omitempty"`
+	// PeakRequestsMinute and PeakRequestsHour are the most requests that
+	// arrived in one second over the last minute and the last hour (since
+	// activation on the node).
+	PeakRequestsMinute uint64 `json:"peak_rps_1m,omitempty"`
+	PeakRequestsHour   uint64 `json:"peak_rps_1h,omitempty"`
 	// RequestQuotaRefusals and StorageQuotaRefusals count the requests
 	// refused since activation for the daily request quota (429) and the
 	// storage quota (507).

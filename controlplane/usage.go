@@ -53,19 +53,27 @@ type TenantUsage struct {
 	Tenant string `json:"tenant"`
 	// Active is whether a node serves the tenant now; the figures below
 	// are about its last minute there.
-	Active            bool      `json:"active"`
-	Node              string    `json:"node,omitempty"`
-	WindowSeconds     float64   `json:"window_seconds"`
-	Requests          uint64    `json:"requests"`
-	RequestsPerSecond float64   `json:"requests_per_second"`
-	Errors            uint64    `json:"errors"`
-	ErrorsPerSecond   float64   `json:"errors_per_second"`
-	P95Seconds        *float64  `json:"p95_seconds,omitempty"`
-	DBBytes           int64     `json:"db_bytes"`
-	FileBytes         int64     `json:"file_bytes"`
-	StorageBytes      int64     `json:"storage_bytes"`
-	LagSeconds        float64   `json:"replication_lag_seconds"`
-	LastReplicatedAt  time.Time `json:"last_replicated_at,omitzero"`
+	Active            bool     `json:"active"`
+	Node              string   `json:"node,omitempty"`
+	WindowSeconds     float64  `json:"window_seconds"`
+	Requests          uint64   `json:"requests"`
+	RequestsPerSecond float64  `json:"requests_per_second"`
+	Errors            uint64   `json:"errors"`
+	ErrorsPerSecond   float64  `json:"errors_per_second"`
+	P95Seconds        *float64 `json:"p95_seconds,omitempty"`
+	DBBytes           int64    `json:"db_bytes"`
+	FileBytes         int64    `json:"file_bytes"`
+	StorageBytes      int64    `json:"storage_bytes"`
+	// GrowthBytesPerHour is the storage's growth over the last hour (or
+	// since activation, when shorter), as the tenant's node measured it.
+	GrowthBytesPerHour float64 `json:"growth_bytes_per_hour"`
+	// PeakRequestsPerSecond1m and 1h are the most requests the tenant
+	// received in one second over the last minute and the last hour
+	// (since its activation on its node, when shorter).
+	PeakRequestsPerSecond1m uint64    `json:"peak_requests_per_second_1m"`
+	PeakRequestsPerSecond1h uint64    `json:"peak_requests_per_second_1h"`
+	LagSeconds              float64   `json:"replication_lag_seconds"`
+	LastReplicatedAt        time.Time `json:"last_replicated_at,omitzero"`
 	// Quota is the tenant's; zero values are unlimited.
 	Quota cluster.TenantQuota `json:"quota"`
 }
@@ -83,6 +91,8 @@ func (f *fleet) usage(t cluster.Tenant) TenantUsage {
 	out.Active, out.Node = true, u.node
 	out.DBBytes, out.FileBytes = last.DBBytes, last.FileBytes
 	out.StorageBytes = last.DBBytes + last.FileBytes
+	out.GrowthBytesPerHour = last.GrowthBytesPerHour
+	out.PeakRequestsPerSecond1m, out.PeakRequestsPerSecond1h = last.PeakRequestsMinute, last.PeakRequestsHour
 	out.LagSeconds, out.LastReplicatedAt = last.LagSeconds, last.LastReplicatedAt
 	first := u.kept[0]
 	dt := u.latest.at.Sub(first.at).Seconds()

@@ -17,6 +17,8 @@
 //	pbe_tenant_file_bytes{tenant}                     gauge, uploaded files
 //	pbe_tenant_replication_lag_seconds{tenant}        gauge, seconds since the object store last held everything
 //	pbe_tenant_last_replicated_timestamp_seconds{tenant} gauge, unix time of data.db's last successful sync
+//	pbe_tenant_storage_growth_bytes_per_hour{tenant}  gauge, db + file bytes growth over the last hour (sampled, never per request)
+//	pbe_tenant_peak_requests_per_second{tenant,window} gauge, busiest second of the last minute (window 1m) or hour (1h)
 //	pbe_tenant_storage_quota_headroom_bytes{tenant}   gauge, storage quota minus used (tenants with a storage quota)
 //	pbe_tenant_request_quota_headroom{tenant}         gauge, requests left in the current quota window (tenants with a request quota)
 //

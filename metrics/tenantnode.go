@@ -14,6 +14,13 @@ const (
 	ActivationNew  = "new"  // a tenant that had never been written
 )
 
+// Windows of the peak request rate, the window label of
+// pbe_tenant_peak_requests_per_second.
+const (
+	PeakWindowMinute = "1m"
+	PeakWindowHour   = "1h"
+)
+
 // TenantNode is the metrics a tenant node records as it serves. It is a
 // prometheus.Collector of the recorded series only; the gauges read at
 // scrape time (storage, replication, active tenants) are the tenant
@@ -44,6 +51,10 @@ var (
 		"Storage quota minus bytes used, for tenants with a storage quota (negative when over).", []string{"tenant"}, nil)
 	DescTenantRequestHeadroom = prometheus.NewDesc("pbe_tenant_request_quota_headroom",
 		"Requests left in the tenant's current quota window, for tenants with a request quota.", []string{"tenant"}, nil)
+	DescTenantGrowth = prometheus.NewDesc("pbe_tenant_storage_growth_bytes_per_hour",
+		"Growth of the tenant's database and file bytes over the last hour (or since activation, when shorter), from periodic measures.", []string{"tenant"}, nil)
+	DescTenantPeakRequests = prometheus.NewDesc("pbe_tenant_peak_requests_per_second",
+		"Most requests that arrived in one second over the window (1m or 1h), since the tenant was activated on the node.", []string{"tenant", "window"}, nil)
 	DescNodeActiveTenants = prometheus.NewDesc("pbe_node_active_tenants",
 		"Tenants active (or activating) on this node.", nil, nil)
 )
@@ -112,6 +123,7 @@ func (n *TenantNode) Tenant(id string) *Tenant {
 		errors:   n.errors.WithLabelValues(id),
 		inFlight: n.inFlight.WithLabelValues(id),
 		realtime: n.realtime.WithLabelValues(id),
+		arrivals: new(PeakRate),
 	}
 	for i, c := range statusClasses {
 		t.requests[i] = n.requests.WithLabelValues(id, c)
@@ -155,10 +167,16 @@ type Tenant struct {
 	errors   prometheus.Counter
 	inFlight prometheus.Gauge
 	realtime prometheus.Gauge
+	// arrivals counts requests per second as they arrive, for the peak
+	// rates (not a Prometheus series: read by PeakRequests). Its own
+	// allocation: the slot every request writes must not share a cache
+	// line with the pointers above, which every request reads.
+	arrivals *PeakRate
 }
 
 // Begin counts a request in; stream marks a realtime connection.
 func (t *Tenant) Begin(stream bool) {
+	t.arrivals.Add(time.Now())
 	t.inFlight.Inc()
 	if stream {
 		t.realtime.Inc()
@@ -179,6 +197,13 @@ func (t *Tenant) End(stream bool, status int, took time.Duration) {
 		return
 	}
 	t.latency.Observe(took.Seconds())
+}
+
+// PeakRequests returns the most requests that arrived in one second over
+// the last minute and over the last hour (see PeakRate.Peaks), since the
+// tenant was activated on this node. No lock, no I/O.
+func (t *Tenant) PeakRequests(now time.Time) (minute, hour uint64) {
+	return t.arrivals.Peaks(now)
 }
 
 // TenantTotals is what a tenant's series have counted since it was

@@ -27,6 +27,8 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- metrics.DescTenantLastReplicated
 	ch <- metrics.DescTenantStorageHeadroom
 	ch <- metrics.DescTenantRequestHeadroom
+	ch <- metrics.DescTenantGrowth
+	ch <- metrics.DescTenantPeakRequests
 	ch <- metrics.DescNodeActiveTenants
 }
 
@@ -55,6 +57,12 @@ func collectInstance(ch chan<- prometheus.Metric, inst *instance, now time.Time)
 	used := q.dbBytes.Load() + q.fileBytes.Load()
 	gauge(metrics.DescTenantDBBytes, float64(q.dbBytes.Load()))
 	gauge(metrics.DescTenantFileBytes, float64(q.fileBytes.Load()))
+	gauge(metrics.DescTenantGrowth, q.growthRate(now))
+	if mt := inst.metrics; mt != nil {
+		minute, hour := mt.PeakRequests(now)
+		ch <- prometheus.MustNewConstMetric(metrics.DescTenantPeakRequests, prometheus.GaugeValue, float64(minute), id, metrics.PeakWindowMinute)
+		ch <- prometheus.MustNewConstMetric(metrics.DescTenantPeakRequests, prometheus.GaugeValue, float64(hour), id, metrics.PeakWindowHour)
+	}
 	if limit := q.storageLimit.Load(); limit > 0 {
 		gauge(metrics.DescTenantStorageHeadroom, float64(limit-used))
 	}

@@ -75,6 +75,8 @@ type usage struct {
 	flushMu sync.Mutex
 	flushed savedWindow // what _pbe_usage holds
 
+	growth growthRing // storage samples for the growth rate, growth.go
+
 	stop, done chan struct{} // the usage loop; nil until started
 }
 
@@ -100,6 +102,7 @@ func openQuota(app *core.BaseApp, pbData string, t cluster.Tenant, logger *slog.
 	if err := q.measureDBs(); err != nil {
 		return nil, fmt.Errorf("database size: %w", err)
 	}
+	q.growth.add(time.Now(), q.storageBytes())
 	q.bindFileHooks()
 	q.apply(t)
 	return q, nil
@@ -163,27 +166,43 @@ func (q *quotaState) measureDBs() error {
 	return nil
 }
 
+// storageBytes is the tenant's database and file bytes as last measured.
+func (q *quotaState) storageBytes() int64 { return q.dbBytes.Load() + q.fileBytes.Load() }
+
+// growthRate is the tenant's storage growth in bytes per hour over the
+// last growthWindow (or since activation), up to growthMeasureInterval
+// stale. No I/O.
+func (q *quotaState) growthRate(now time.Time) float64 {
+	return q.growth.rate(now, q.storageBytes())
+}
+
 // start runs the usage loop until close.
 func (q *quotaState) start() {
 	q.stop, q.done = make(chan struct{}), make(chan struct{})
 	go q.loop()
 }
 
-// loop measures the databases again (while a storage quota applies and
-// requests arrive) and saves the request count when it changed.
+// loop measures the databases again (every growthMeasureInterval, and
+// every tick while a storage quota applies and requests arrive), samples
+// the storage for the growth rate, and saves the request count when it
+// changed.
 func (q *quotaState) loop() {
 	defer close(q.done)
 	tick := time.NewTicker(storageRefreshInterval)
 	defer tick.Stop()
-	lastFlush := time.Now()
+	lastFlush, lastMeasure := time.Now(), time.Now()
 	for {
 		select {
 		case <-q.stop:
 			return
 		case now := <-tick.C:
-			if q.storageLimit.Load() > 0 && q.served.Swap(false) {
+			quota := q.storageLimit.Load() > 0 && q.served.Swap(false)
+			if quota || now.Sub(lastMeasure) >= growthMeasureInterval {
+				lastMeasure = now
 				if err := q.measureDBs(); err != nil {
 					q.logger.Warn("measuring the tenant's database size failed", "error", err)
+				} else {
+					q.growth.add(now, q.storageBytes())
 				}
 			}
 			if now.Sub(lastFlush) >= usageFlushInterval {

@@ -51,12 +51,15 @@ func (c fencedClient) DeleteAll(ctx context.Context) error {
 // object store trails its data.db.
 func (inst *instance) report() cluster.TenantReport {
 	r := cluster.TenantReport{ID: inst.tenant.ID, Epoch: inst.tenant.Epoch}
+	now := time.Now()
 	if inst.metrics != nil {
 		tot := inst.metrics.Totals()
 		r.Requests, r.Errors, r.Latency = tot.Requests, tot.Errors, tot.Latency
+		r.PeakRequestsMinute, r.PeakRequestsHour = inst.metrics.PeakRequests(now)
 	}
 	if inst.quota != nil {
 		r.DBBytes, r.FileBytes = inst.quota.dbBytes.Load(), inst.quota.fileBytes.Load()
+		r.GrowthBytesPerHour = inst.quota.growthRate(now)
 		r.RequestQuotaRefusals, r.StorageQuotaRefusals = inst.quota.refusedRequests.Load(), inst.quota.refusedWrites.Load()
 	}
 	if len(inst.dbs) == 0 {
@@ -70,7 +73,6 @@ func (inst *instance) report() cluster.TenantReport {
 		r.ReplicatedTXID = uint64(db.Replica.Pos().TXID)
 	}
 	r.LastReplicatedAt = db.LastSuccessfulSyncAt().UTC()
-	now := time.Now()
 	if r.ReplicatedTXID >= r.TXID {
 		inst.inSyncAt.Store(now.UnixNano())
 	} else if at := inst.inSyncAt.Load(); at > 0 {

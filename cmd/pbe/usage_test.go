@@ -2,6 +2,8 @@ package main
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,4 +48,83 @@ func TestTenantMetrics_OwnerSeesTheLastMinute(t *testing.T) {
 	}
 	bob := signup(t, s, mail, "bob@example.com", true)
 	mustStatus(t, bob.api("GET", "/api/cp/tenants/shop/metrics", nil), http.StatusNotFound)
+}
+
+// TestTenantMetrics_PeakAndGrowth: a burst of requests raises the tenant's
+// peak requests per second, and inserted data its storage growth rate, in
+// the owner's view (from the node's heartbeats) and on /metrics.
+func TestTenantMetrics_PeakAndGrowth(t *testing.T) {
+	s, mail := startAccountsServer(t)
+	alice := signup(t, s, mail, "alice@example.com", true)
+	mustStatus(t, alice.api("POST", "/api/cp/tenants", map[string]any{"id": "shop",
+		"admin": map[string]string{"email": "admin@shop.test", "password": "password-shop"}}), http.StatusCreated)
+	s.createPostsCollection("shop", s.superuserToken("shop"))
+
+	// The burst spans seconds distinct seconds, so one of them received at
+	// least burst/seconds requests.
+	const burst = 200
+	first := time.Now()
+	for range burst {
+		mustStatus(t, s.do("GET", s.tenantURL("shop", "/api/collections/posts/records?perPage=1"), nil), http.StatusOK)
+	}
+	seconds := uint64(time.Now().Unix() - first.Unix() + 1)
+	wantPeak := (burst + seconds - 1) / seconds
+	// About 400 KB of new rows.
+	title := strings.Repeat("x", 4000)
+	for range 100 {
+		s.createPost("shop", title)
+	}
+
+	var u struct {
+		Growth float64 `json:"growth_bytes_per_hour"`
+		Peak1m uint64  `json:"peak_requests_per_second_1m"`
+		Peak1h uint64  `json:"peak_requests_per_second_1h"`
+	}
+	// The node measures storage every few seconds and reports every
+	// second: wait for both, bounded.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := alice.api("GET", "/api/cp/tenants/shop/metrics", nil)
+		mustStatus(t, r, http.StatusOK)
+		r.json(t, &u)
+		if u.Peak1m >= wantPeak && u.Growth > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got peak %d/s and growth %.0f B/h, want peak >= %d/s and growth > 0: %s", u.Peak1m, u.Growth, wantPeak, r.body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%d requests over %d s: peak %d/s in the last minute, %d/s in the hour; growth %.0f bytes/hour", burst, seconds, u.Peak1m, u.Peak1h, u.Growth)
+	if u.Peak1h < u.Peak1m {
+		t.Errorf("peak over the hour %d is below the minute's %d", u.Peak1h, u.Peak1m)
+	}
+
+	text := string(s.do("GET", s.base()+"/metrics", nil, "Authorization", "Bearer "+s.token).body)
+	for _, series := range []string{
+		`pbe_tenant_peak_requests_per_second{tenant="shop",window="1m"} `,
+		`pbe_tenant_peak_requests_per_second{tenant="shop",window="1h"} `,
+		`pbe_tenant_storage_growth_bytes_per_hour{tenant="shop"} `,
+	} {
+		v, ok := seriesValue(text, series)
+		if !ok {
+			t.Errorf("/metrics lacks %s", series)
+			continue
+		}
+		if strings.Contains(series, "peak") && v < float64(wantPeak) || v <= 0 {
+			t.Errorf("%s: got %v, want at least %d (peak) or above 0 (growth)", series, v, wantPeak)
+		}
+	}
+}
+
+// seriesValue returns the value of the series whose line starts with
+// prefix (name, labels and a space).
+func seriesValue(text, prefix string) (float64, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }
