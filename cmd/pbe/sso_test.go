@@ -90,6 +90,16 @@ func TestSSO_BrowserLandsInTheAdminUILoggedIn(t *testing.T) {
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("superuser API call from the page: %d %v", status, err)
 	}
+	// The tenant's hooks are a collection of its admin UI: opened, it
+	// lists their fields as columns.
+	if err := chromedp.Do(step, chromedp.Navigate(s.tenantURL("alice-one", "/_/#/collections?collection=_hooks"))); err != nil {
+		t.Fatalf("open _hooks in the admin UI: %v", err)
+	}
+	if _, err := chromedp.Run(step, chromedp.Poll[bool](`document.body.innerText.includes("Collections\n_hooks") && ["name", "code", "enabled", "sort", "kind"].every(w => document.body.innerText.includes("\n" + w + "\n"))`,
+		chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		body, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText.slice(0, 800)`))
+		t.Fatalf("the admin UI does not show the _hooks collection: %v (%q)", err, body)
+	}
 
 	// Used: the same URL fails.
 	r := s.do("GET", link, nil)
