@@ -29,6 +29,14 @@ var (
 		"On-disk size of the registry's Badger database, by part (lsm, vlog), as Badger last computed it.", []string{"part"}, nil)
 	descRaftLeaderChanges = prometheus.NewDesc("pbe_raft_leader_changes_total",
 		"Changes of leader this member has seen since it started (sampled: see leaderSampleInterval).", nil, nil)
+	descRaftSnapshotDuration = prometheus.NewDesc("pbe_raft_snapshot_duration_seconds",
+		"Time this member's Raft snapshots took, from capturing the registry to the snapshot file closed (persisted snapshots only).", nil, nil)
+	descRaftLastSnapshotDuration = prometheus.NewDesc("pbe_raft_last_snapshot_duration_seconds",
+		"Time this member's last persisted Raft snapshot took.", nil, nil)
+	descBadgerGCDuration = prometheus.NewDesc("pbe_badger_vlog_gc_duration_seconds",
+		"Time the registry's Badger value-log GC runs took; the count is the runs.", nil, nil)
+	descBadgerGCRewrites = prometheus.NewDesc("pbe_badger_vlog_gc_rewrites_total",
+		"Badger value-log files the GC rewrote.", nil, nil)
 	descRegistryTenants = prometheus.NewDesc("pbe_registry_tenants",
 		"Tenants in the registry, by state.", []string{"state"}, nil)
 )
@@ -80,7 +88,8 @@ func (cc *cpCollector) countLeaderChanges(ctx context.Context) {
 
 func (cc *cpCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftTerm, descRaftCommit, descRaftApplied, descRaftSnapshot,
-		descRaftLeaderKnown, descRaftIsLeader, descRaftLeaderChanges, descBadgerSize, descRegistryTenants} {
+		descRaftLeaderKnown, descRaftIsLeader, descRaftLeaderChanges, descRaftSnapshotDuration, descRaftLastSnapshotDuration,
+		descBadgerSize, descBadgerGCDuration, descBadgerGCRewrites, descRegistryTenants} {
 		ch <- d
 	}
 }
@@ -98,10 +107,16 @@ func (cc *cpCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRaftLeaderKnown, boolValue(st.LeaderID != ""))
 		gauge(descRaftIsLeader, boolValue(st.Role == "leader"))
 		ch <- prometheus.MustNewConstMetric(descRaftLeaderChanges, prometheus.CounterValue, float64(cc.leaderChanges.Load()))
+		snaps := n.SnapshotStats()
+		ch <- prometheus.MustNewConstSummary(descRaftSnapshotDuration, snaps.Count, snaps.Total.Seconds(), nil)
+		gauge(descRaftLastSnapshotDuration, snaps.Last.Seconds())
 	}
 	lsm, vlog := cc.c.store.Size()
 	gauge(descBadgerSize, float64(lsm), "lsm")
 	gauge(descBadgerSize, float64(vlog), "vlog")
+	gc := cc.c.store.ValueLogGCStats()
+	ch <- prometheus.MustNewConstSummary(descBadgerGCDuration, gc.Runs, gc.Total.Seconds(), nil)
+	ch <- prometheus.MustNewConstMetric(descBadgerGCRewrites, prometheus.CounterValue, float64(gc.Rewrites))
 	if tenants, err := cc.c.store.Tenants(store.TenantFilter{}); err == nil {
 		counts := map[cluster.TenantState]int{cluster.TenantActive: 0, cluster.TenantDeleted: 0}
 		for _, t := range tenants {

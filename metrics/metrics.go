@@ -43,7 +43,11 @@
 //	pbe_raft_last_snapshot_index                      gauges
 //	pbe_raft_leader_known, pbe_raft_is_leader         gauges, 0 or 1
 //	pbe_raft_leader_changes_total                     counter of leader changes seen by this member
+//	pbe_raft_snapshot_duration_seconds                summary (count and sum) of persisted snapshots
+//	pbe_raft_last_snapshot_duration_seconds           gauge
 //	pbe_badger_size_bytes{part}                       gauge, part is lsm or vlog
+//	pbe_badger_vlog_gc_duration_seconds               summary (count and sum) of value-log GC runs
+//	pbe_badger_vlog_gc_rewrites_total                 counter of value-log files rewritten
 //	pbe_registry_tenants{state}                       gauge
 package metrics
 

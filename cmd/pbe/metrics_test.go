@@ -87,7 +87,8 @@ func dashboardMetrics(t *testing.T) []string {
 }
 
 // missingFrom returns the names not exported in a scrape; a histogram's
-// _bucket, _sum and _count series count as its family.
+// _bucket, _sum and _count series (a summary's _sum and _count) count as
+// its family.
 func missingFrom(text string, names []string) []string {
 	fams := families(text)
 	var missing []string
@@ -97,7 +98,7 @@ func missingFrom(text string, names []string) []string {
 		}
 		found := false
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-			if base, ok := strings.CutSuffix(n, suffix); ok && fams[base] == "histogram" {
+			if base, ok := strings.CutSuffix(n, suffix); ok && (fams[base] == "histogram" || fams[base] == "summary" && suffix != "_bucket") {
 				found = true
 			}
 		}
@@ -206,6 +207,44 @@ func TestMetrics_AllInOne(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestMetrics_ControlPlaneSnapshotAndBadger forces a Raft snapshot on a
+// control plane and reads its duration, the Badger size and the value-log
+// GC series from /metrics.
+func TestMetrics_ControlPlaneSnapshotAndBadger(t *testing.T) {
+	s := startServer(t, t.TempDir(), nil)
+	operator := []string{"Authorization", "Bearer " + s.token}
+	text := s.scrapeMetrics(t, s.base()+"/metrics", operator...)
+	if v, ok := seriesValue(text, "pbe_raft_snapshot_duration_seconds_count "); !ok || v != 0 {
+		t.Fatalf("before a snapshot: pbe_raft_snapshot_duration_seconds_count got %v (exported: %v), want 0", v, ok)
+	}
+	mustStatus(t, s.do("POST", s.base()+"/api/cp/raft/snapshot", nil, operator...), http.StatusOK)
+	text = s.scrapeMetrics(t, s.base()+"/metrics", operator...)
+	for _, tc := range []struct {
+		series string
+		min    float64 // the least value wanted
+		above0 bool    // the value must also be above 0
+	}{
+		{"pbe_raft_snapshot_duration_seconds_count ", 1, false},
+		{"pbe_raft_snapshot_duration_seconds_sum ", 0, true},
+		{"pbe_raft_last_snapshot_duration_seconds ", 0, true},
+		{`pbe_badger_size_bytes{part="lsm"} `, 0, false},
+		{`pbe_badger_size_bytes{part="vlog"} `, 0, false},
+		{"pbe_badger_vlog_gc_duration_seconds_count ", 0, false},
+		{"pbe_badger_vlog_gc_rewrites_total ", 0, false},
+	} {
+		v, ok := seriesValue(text, tc.series)
+		switch {
+		case !ok:
+			t.Errorf("/metrics lacks %s", tc.series)
+		case v < tc.min || tc.above0 && v <= 0:
+			t.Errorf("%s: got %v, want at least %v (above 0: %v)", tc.series, v, tc.min, tc.above0)
+		}
+	}
+	if got := families(text)["pbe_raft_snapshot_duration_seconds"]; got != "summary" {
+		t.Errorf("pbe_raft_snapshot_duration_seconds is a %q, want a summary", got)
+	}
 }
 
 // TestMetrics_NodeAndGatewayGuard is the /metrics guard of a tenant node

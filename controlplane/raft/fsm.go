@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -60,6 +62,31 @@ type fsm struct {
 	mu         sync.Mutex
 	clusterID  string
 	restoreErr error // the last Restore's error, for New's message
+
+	snaps snapshotStats
+}
+
+// snapshotStats counts the snapshots this member persisted and how long
+// they took, from the state machine's Snapshot to the sink's Close.
+type snapshotStats struct {
+	count atomic.Uint64
+	total atomic.Int64 // nanoseconds
+	last  atomic.Int64 // nanoseconds
+}
+
+func (s *snapshotStats) record(took time.Duration) {
+	s.total.Add(int64(took))
+	s.last.Store(int64(took))
+	s.count.Add(1)
+}
+
+// SnapshotStats is what a member's snapshots have cost since it started.
+type SnapshotStats struct {
+	// Count is the snapshots persisted (failed ones are not counted).
+	Count uint64
+	// Total is their summed duration, Last the most recent one's: from
+	// capturing the state machine to the snapshot file being closed.
+	Total, Last time.Duration
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -149,16 +176,19 @@ func (f *fsm) lastRestoreErr() error {
 // Snapshot captures the state machine's snapshot and the cluster id; it
 // does no I/O.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	start := time.Now()
 	snap, err := f.sm.Snapshot()
 	if err != nil {
 		return nil, fmt.Errorf("snapshot state machine: %w", err)
 	}
-	return &fsmSnapshot{snap: snap, clusterID: f.ClusterID()}, nil
+	return &fsmSnapshot{snap: snap, clusterID: f.ClusterID(), start: start, stats: &f.snaps}, nil
 }
 
 type fsmSnapshot struct {
 	snap      Snapshot
 	clusterID string
+	start     time.Time
+	stats     *snapshotStats
 }
 
 // Persist writes the framed snapshot to sink and closes it, or cancels it
@@ -168,7 +198,11 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	s.stats.record(time.Since(s.start))
+	return nil
 }
 
 func (s *fsmSnapshot) write(w io.Writer) error {

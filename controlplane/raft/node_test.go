@@ -3,6 +3,7 @@ package raft
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -253,5 +254,26 @@ func TestNode_AddRemoveServer(t *testing.T) {
 	}
 	if _, err := n1.apply(createTenantCmd("beta", "")); err != nil {
 		t.Errorf("Apply after removal: %v", err)
+	}
+}
+
+func TestNode_SnapshotStats(t *testing.T) {
+	tn := startNode(t, testConfig(t, "cp1", t.TempDir()))
+	tn.waitLeader()
+	eventually(t, "leadership", tn.node.IsLeader)
+	if got := tn.node.SnapshotStats(); got.Count != 0 {
+		t.Fatalf("before any snapshot: got %+v, want none", got)
+	}
+	for i := range 2 {
+		if _, err := tn.apply(createTenantCmd(fmt.Sprintf("tenant-%d", i), fmt.Sprintf("req-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := tn.node.Snapshot(context.Background()); err != nil {
+			t.Fatalf("Snapshot: %v", err)
+		}
+	}
+	got := tn.node.SnapshotStats()
+	if got.Count != 2 || got.Last <= 0 || got.Total < got.Last {
+		t.Fatalf("after two snapshots: got %+v, want count 2, a last duration, and a total at least that", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -76,4 +77,11 @@ func suffrage(s raft.ServerSuffrage) string {
 		return "staging"
 	}
 	return strings.ToLower(s.String())
+}
+
+// SnapshotStats returns how many snapshots this member persisted since it
+// started and how long they took. No lock.
+func (n *Node) SnapshotStats() SnapshotStats {
+	st := &n.fsm.snaps
+	return SnapshotStats{Count: st.count.Load(), Total: time.Duration(st.total.Load()), Last: time.Duration(st.last.Load())}
 }
