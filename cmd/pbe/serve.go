@@ -50,12 +50,14 @@ type serveOptions struct {
 	logLevel            string
 	logFormat           string
 
-	archiveAfter time.Duration
-	otlpEndpoint string
+	archiveAfter        time.Duration
+	archiveStorageClass string
+	otlpEndpoint        string
 
 	// Tenant JavaScript hooks.
 	hooks         bool
 	hookCPULimit  time.Duration
+	hookCPUMinute time.Duration
 	hookRuntimes  int
 	hookHTTPAllow string
 	hookHTTPDeny  string
@@ -100,6 +102,7 @@ func defaultServeOptions() serveOptions {
 		deleteGrace:         controlplane.DefaultDeleteGrace,
 		defaultMaxTenants:   cluster.DefaultMaxTenants,
 		archiveAfter:        30 * 24 * time.Hour,
+		archiveStorageClass: controlplane.DefaultArchiveStorageClass,
 		replicationInterval: time.Second,
 		shutdownTimeout:     30 * time.Second,
 		purgeInterval:       controlplane.DefaultPurgeInterval,
@@ -110,6 +113,7 @@ func defaultServeOptions() serveOptions {
 		lease:               controlplane.DefaultLease,
 		hooks:               true,
 		hookCPULimit:        hooks.DefaultCPULimit,
+		hookCPUMinute:       hooks.DefaultCPUPerMinute,
 		hookRuntimes:        hooks.DefaultRuntimes,
 	}
 }
@@ -159,6 +163,7 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.DurationVar(&o.idleTimeout, "idle-timeout", o.idleTimeout, "evict a tenant after this long without requests")
 	f.BoolVar(&o.hooks, "hooks", o.hooks, "run tenants' JavaScript hooks (their _hooks collection); false keeps the code stored but runs none")
 	f.DurationVar(&o.hookCPULimit, "hook-cpu-limit", o.hookCPULimit, "CPU time one run of a tenant hook may use before it is stopped")
+	f.DurationVar(&o.hookCPUMinute, "hook-cpu-per-minute", o.hookCPUMinute, "CPU time all of one tenant's hook runs may use per minute; past it they are refused with 429 until the minute ends")
 	f.IntVar(&o.hookRuntimes, "hook-runtimes", o.hookRuntimes, "JavaScript runtimes per tenant: how many of its hooks may run at once")
 	f.StringVar(&o.hookHTTPAllow, "hook-http-allow", "", "comma-separated CIDRs hooks may reach with $http.send although not public (e.g. a partner service on a private network)")
 	f.StringVar(&o.hookHTTPDeny, "hook-http-deny", "", "comma-separated CIDRs hooks may not reach besides the non-public ranges (the platform's own public addresses)")
@@ -174,6 +179,7 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.StringVar(&o.mailTemplates, "mail-templates", "", "directory of e-mail templates overriding the built-in ones: {name}.subject, {name}.txt, {name}.html for verify, reset, signup_exists, password_changed, quota_decision")
 	f.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "send OpenTelemetry traces to this OTLP/HTTP endpoint, e.g. http://localhost:4318 (the standard OTEL_EXPORTER_OTLP_* variables work too; off when neither is set)")
 	f.DurationVar(&o.archiveAfter, "archive-after", o.archiveAfter, "archive a tenant idle for this long: its history is folded into one archive and it is opened from it on its next request (0: never)")
+	f.StringVar(&o.archiveStorageClass, "archive-storage-class", o.archiveStorageClass, "S3 storage class of tenant archives, e.g. STANDARD_IA, ONEZONE_IA or GLACIER_IR (empty: the bucket's default; ignored by a file:// store; a store that refuses it gets the default class)")
 	f.IntVar(&o.defaultMaxTenants, "default-max-tenants", o.defaultMaxTenants, "how many tenants a new customer may create")
 	f.StringVar(&o.advertiseHTTP, "advertise-http", "", "host:port other control-plane nodes reach this node's API at (default --http)")
 	f.StringVar(&o.raftBind, "raft-bind", "", "host:port for Raft traffic between control-plane nodes (empty: single node, no Raft port)")
@@ -325,6 +331,7 @@ func newLogger(o serveOptions, w io.Writer) *slog.Logger {
 func (o *serveOptions) hooksConfig() (hooks.Config, error) {
 	c := hooks.DefaultConfig()
 	c.CPULimit = o.hookCPULimit
+	c.CPUPerMinute = o.hookCPUMinute
 	c.Runtimes = o.hookRuntimes
 	var err error
 	if c.HTTPAllow, err = parsePrefixes("--hook-http-allow", o.hookHTTPAllow); err != nil {
@@ -341,7 +348,7 @@ func (o *serveOptions) hooksConfig() (hooks.Config, error) {
 		}
 	}
 	if err := c.Validate(); err != nil {
-		return c, fmt.Errorf("--hook-cpu-limit and --hook-runtimes: %w", err)
+		return c, fmt.Errorf("--hook-cpu-limit, --hook-cpu-per-minute and --hook-runtimes: %w", err)
 	}
 	return c, nil
 }

@@ -47,6 +47,11 @@ type Config struct {
 	// CPULimit is the CPU time one run of a hook may use before it is
 	// interrupted (migrations get ten times as much).
 	CPULimit time.Duration
+	// CPUPerMinute is the CPU time all of a tenant's hook runs may use in
+	// one minute; past it further runs are refused (429) until the minute
+	// ends, so a tenant cannot keep its runtimes spinning and crowd out its
+	// neighbours.
+	CPUPerMinute time.Duration
 	// WallLimit is the longest one run may take, waiting included.
 	WallLimit time.Duration
 	// Runtimes is how many hooks of one tenant may run at once; each is a
@@ -66,6 +71,7 @@ type Config struct {
 // Defaults.
 const (
 	DefaultCPULimit     = time.Second
+	DefaultCPUPerMinute = 20 * time.Second
 	DefaultWallLimit    = 30 * time.Second
 	DefaultRuntimes     = 4
 	DefaultHTTPTimeout  = 10 * time.Second
@@ -76,6 +82,7 @@ const (
 func DefaultConfig() Config {
 	return Config{
 		CPULimit:     DefaultCPULimit,
+		CPUPerMinute: DefaultCPUPerMinute,
 		WallLimit:    DefaultWallLimit,
 		Runtimes:     DefaultRuntimes,
 		HTTPTimeout:  DefaultHTTPTimeout,
@@ -88,6 +95,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.CPULimit <= 0:
 		return errors.New("hooks: CPULimit must be positive")
+	case c.CPUPerMinute < c.CPULimit:
+		return errors.New("hooks: CPUPerMinute must be at least CPULimit")
 	case c.WallLimit < c.CPULimit:
 		return errors.New("hooks: WallLimit must be at least CPULimit")
 	case c.Runtimes < 1:
@@ -119,6 +128,9 @@ type Pool struct {
 	// running maps the OS thread of a run in progress to its runtime, so
 	// that a nested run (same goroutine, locked to that thread) reuses it.
 	running map[int]*runtime
+
+	// cpu is what the tenant's runs have used this minute.
+	cpu cpuWindow
 
 	// slots[key] is how many dispatchers are bound for an event hook key.
 	slots map[string]int

@@ -33,6 +33,7 @@ type tenant struct {
 func testConfig() Config {
 	cfg := DefaultConfig()
 	cfg.CPULimit = 200 * time.Millisecond
+	cfg.CPUPerMinute = 10 * time.Second
 	cfg.WallLimit = 2 * time.Second
 	cfg.Runtimes = 2
 	return cfg
@@ -629,5 +630,37 @@ func TestRuntimesAreReleased(t *testing.T) {
 		if r.Value() != nil {
 			t.Fatalf("runtime %d is still reachable after its pool closed", i)
 		}
+	}
+}
+
+// TestCPUPerMinute checks a tenant that keeps its hooks busy is refused
+// once it has used its minute's CPU time, and its neighbour is not.
+func TestCPUPerMinute(t *testing.T) {
+	cfg := testConfig()
+	cfg.CPUPerMinute = 300 * time.Millisecond
+	tn := newTenant(t, cfg)
+	other := newTenant(t, cfg)
+	tn.put(t, "spin.pb.js", `
+routerAdd("GET", "/api/spin", (e) => { while (true) {} })
+routerAdd("GET", "/api/ok", (e) => e.string(200, "ok"))
+`)
+	other.put(t, "ok.pb.js", `routerAdd("GET", "/api/ok", (e) => e.string(200, "ok"))`)
+	waitRoute(t, tn, "/api/ok", 200)
+	waitRoute(t, other, "/api/ok", 200)
+	for range 2 {
+		if status, body := tn.do(t, "GET", "/api/spin", ""); status != 500 {
+			t.Fatalf("spin: %d %s", status, body)
+		}
+	}
+	status, body := tn.do(t, "GET", "/api/ok", "")
+	if status != 429 || !strings.Contains(body, "CPU time for this minute") {
+		t.Fatalf("after its minute's CPU time: %d %s", status, body)
+	}
+	if status, _ := other.do(t, "GET", "/api/ok", ""); status != 200 {
+		t.Fatalf("the neighbour was refused: %d", status)
+	}
+	// Requests that run no hook still serve.
+	if status, _ := tn.do(t, "GET", "/api/health", ""); status != 200 {
+		t.Fatalf("health: %d", status)
 	}
 }

@@ -97,6 +97,12 @@ func (p *Pool) exec(h *Hook, prog *goja.Program, app core.App, args []any, budge
 		return res, err
 	}
 
+	if wait := p.cpu.exhausted(start, p.cfg.CPUPerMinute); wait > 0 {
+		err := router.NewTooManyRequestsError(fmt.Sprintf("The tenant's hooks have used their %s of CPU time for this minute; try again in %d s.",
+			p.cfg.CPUPerMinute, int(wait.Seconds())+1), nil)
+		h.stats.record(0, err)
+		return nil, err
+	}
 	rt, err := p.acquire()
 	if err != nil {
 		h.stats.record(time.Since(start), err)
@@ -140,7 +146,38 @@ func (p *Pool) guarded(rt *runtime, tid int, app core.App, args []any, budget ti
 	w.stop()
 	vm.ClearInterrupt()
 	vm.Set("__args", goja.Undefined())
+	p.cpu.charge(time.Now(), threadCPU(tid)-w.cpu0)
 	return res, err
+}
+
+// cpuWindow adds up the CPU time of a tenant's runs per minute.
+type cpuWindow struct {
+	mu    sync.Mutex
+	start time.Time
+	used  time.Duration
+}
+
+// exhausted returns how long until the window ends when its limit is used
+// up, or 0.
+func (c *cpuWindow) exhausted(now time.Time, limit time.Duration) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.start) >= time.Minute {
+		c.start, c.used = now, 0
+	}
+	if c.used < limit {
+		return 0
+	}
+	return c.start.Add(time.Minute).Sub(now)
+}
+
+func (c *cpuWindow) charge(now time.Time, d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.start) >= time.Minute {
+		c.start, c.used = now, 0
+	}
+	c.used += d
 }
 
 // runError turns a run's outcome into the error PocketBase sees: an error
