@@ -15,7 +15,8 @@ import (
 // Archiving: a tenant idle for longer than ArchiveAfter (no node has it
 // active, as the leader has seen from heartbeats since it took office) is
 // archived. Its node releases it (final sync); its latest state is folded
-// into one archive (tenants/{id}/backups/archived.tar.gz); the registry
+// into one archive (tenants/{id}/backups/archived.tar.gz, written in
+// ArchiveStorageClass where the store has storage classes); the registry
 // moves it to a new epoch with no node whose first owner restores that
 // archive; its node drops the local copy; and its replica history is
 // deleted from the object store. The next request places it on a node,
@@ -26,7 +27,28 @@ import (
 const (
 	DefaultArchiveTick = time.Minute
 	archivedName       = "archived"
+	// DefaultArchiveStorageClass is S3's infrequent-access class: an
+	// archive is written once and read once, when the tenant returns, and
+	// it stays readable at once (no restore request, unlike the Glacier
+	// classes). It is billed for at least 30 days and 128 KiB.
+	DefaultArchiveStorageClass = "STANDARD_IA"
 )
+
+// validArchiveStorageClass refuses a class that is not an S3 class name,
+// and the classes whose objects cannot be read without a restore request
+// first: un-archiving reads the archive directly.
+func validArchiveStorageClass(class string) error {
+	for _, r := range class {
+		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
+			return fmt.Errorf("control plane: ArchiveStorageClass %q is not an S3 storage class name (e.g. STANDARD_IA)", class)
+		}
+	}
+	switch class {
+	case "GLACIER", "DEEP_ARCHIVE":
+		return fmt.Errorf("control plane: ArchiveStorageClass %s needs a restore request before an archive can be read; use STANDARD_IA, ONEZONE_IA or GLACIER_IR", class)
+	}
+	return nil
+}
 
 // archiver archives idle tenants, on the leader.
 func (c *ControlPlane) archiver(ctx context.Context) {
@@ -81,7 +103,7 @@ func (c *ControlPlane) ArchiveTenant(ctx context.Context, id string) (cluster.Te
 	}
 	key := prefix + archivedName + ".tar.gz"
 	if buf.Len() > 0 {
-		if err := c.objects.Put(ctx, key, buf.Bytes()); err != nil {
+		if err := storage.PutClass(ctx, c.objects, key, buf.Bytes(), c.cfg.ArchiveStorageClass); err != nil {
 			c.warm(t)
 			return t, cluster.Errorf(cluster.ErrStorageUnavailable, "the archive could not be stored: %v", err)
 		}

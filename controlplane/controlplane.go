@@ -100,6 +100,11 @@ type Config struct {
 	// (0: never); ArchiveTick how often the leader looks.
 	ArchiveAfter time.Duration
 	ArchiveTick  time.Duration
+	// ArchiveStorageClass is the S3 storage class archives are written in
+	// (DefaultArchiveStorageClass; "": the bucket's default). A store
+	// without storage classes (a local directory) ignores it, and an S3
+	// service that refuses it gets the archive in its default class.
+	ArchiveStorageClass string
 }
 
 // Defaults.
@@ -125,6 +130,8 @@ func DefaultConfig() Config {
 		DefaultQuota:   cluster.UserQuota{MaxTenants: cluster.DefaultMaxTenants},
 		FailoverMargin: DefaultFailoverMargin,
 		Logger:         slog.Default(),
+
+		ArchiveStorageClass: DefaultArchiveStorageClass,
 	}
 }
 
@@ -154,7 +161,7 @@ func (c Config) Validate() error {
 	case c.Logger == nil:
 		return errors.New("control plane: Logger is required")
 	}
-	return nil
+	return validArchiveStorageClass(c.ArchiveStorageClass)
 }
 
 // ControlPlane is one control-plane node.

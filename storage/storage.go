@@ -50,6 +50,24 @@ type ObjectStore interface {
 	String() string
 }
 
+// ClassStore is implemented by stores that have storage classes (S3).
+// PutClass is Put with the object written in storage class class ("" is
+// the store's default). A store whose server refuses the class writes the
+// object in its default class instead: the class is a cost hint, never a
+// reason to fail.
+type ClassStore interface {
+	PutClass(ctx context.Context, key string, data []byte, class string) error
+}
+
+// PutClass stores data at key in storage class class where s has storage
+// classes, and with a plain Put elsewhere (a local directory has none).
+func PutClass(ctx context.Context, s ObjectStore, key string, data []byte, class string) error {
+	if cs, ok := s.(ClassStore); ok && class != "" {
+		return cs.PutClass(ctx, key, data, class)
+	}
+	return s.Put(ctx, key, data)
+}
+
 // LocalDirStore is implemented by stores that are a directory on this
 // machine. LocalDir returns the directory that holds the objects under
 // prefix, so a tenant node can keep uploaded files in the store directly.

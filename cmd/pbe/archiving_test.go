@@ -4,9 +4,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pbe/pbe/internal/s3test"
 )
 
 func TestArchiving_IdleTenantIsArchivedAndComesBackOnItsNextRequest(t *testing.T) {
@@ -77,3 +80,51 @@ func TestArchiving_IdleTenantIsArchivedAndComesBackOnItsNextRequest(t *testing.T
 		t.Fatalf("after archiving by hand: %q", got)
 	}
 }
+
+// TestArchiving_ArchiveInStorageClass archives a tenant into a real
+// S3-compatible store (versitygw, behind a proxy that records the storage
+// class of each upload): the archive is written in --archive-storage-class
+// (STANDARD_IA by default, none when empty, the default class when the
+// store refuses it), and the tenant comes back from it.
+func TestArchiving_ArchiveInStorageClass(t *testing.T) {
+	srv := s3test.Start(t)
+	for _, tc := range []struct {
+		name   string
+		class  *string // nil: the flag's default
+		refuse bool
+		want   []string
+	}{
+		{"default", nil, false, []string{"STANDARD_IA"}},
+		{"empty", ptr(""), false, []string{""}},
+		{"refused by the store", ptr("ONEZONE_IA"), true, []string{"ONEZONE_IA", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy := s3test.StartProxy(t, srv)
+			proxy.RefuseClasses(tc.refuse)
+			s := startServer(t, t.TempDir(), func(o *serveOptions) {
+				o.objects = proxy.URL(t, "archives-"+strings.ReplaceAll(tc.name, " ", "-"))
+				if tc.class != nil {
+					o.archiveStorageClass = *tc.class
+				}
+			})
+			token := s.createTenant("sleepy")
+			s.createPostsCollection("sleepy", token)
+			s.createPost("sleepy", "before the nap")
+			mustStatus(t, s.api("POST", "/api/cp/tenants/sleepy/archive", nil), http.StatusOK)
+			var got []string
+			for _, put := range proxy.Puts() {
+				if strings.HasSuffix(put.Key, "/tenants/sleepy/backups/archived.tar.gz") {
+					got = append(got, put.Class)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("storage classes of the archive's uploads: got %q, want %q", got, tc.want)
+			}
+			if titles := strings.Join(s.postTitles("sleepy"), ","); titles != "before the nap" {
+				t.Fatalf("after unarchiving: got %q, want %q", titles, "before the nap")
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

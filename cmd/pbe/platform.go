@@ -213,6 +213,7 @@ func (p *platform) startControlPlane(ctx context.Context, o *serveOptions, objec
 	cfg.PurgeInterval = o.purgeInterval
 	cfg.BackupTick = o.backupTick
 	cfg.ArchiveAfter, cfg.ArchiveTick = o.archiveAfter, o.archiveTick
+	cfg.ArchiveStorageClass = o.archiveStorageClass
 	cfg.PublicURL = o.publicURL
 	cfg.Domain = o.domain
 	cfg.Lease = o.lease

@@ -23,6 +23,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -101,7 +102,11 @@ func ParseURL(u *url.URL) (Config, error) {
 type Store struct {
 	cfg    Config
 	client *awss3.Client
+	// classRefused is set once the server refused a storage class.
+	classRefused atomic.Bool
 }
+
+var _ storage.ClassStore = (*Store)(nil)
 
 // New returns a store for cfg. It does not contact S3; Ping does.
 func New(ctx context.Context, cfg Config) (*Store, error) {
@@ -160,12 +165,46 @@ func (s *Store) key(k string) (string, error) {
 
 // Put uploads data; S3 makes it durable before answering.
 func (s *Store) Put(ctx context.Context, key string, data []byte) error {
+	return s.put(ctx, key, data, "")
+}
+
+// PutClass uploads data in storage class class (storage.ClassStore). A
+// server that refuses the class (InvalidStorageClass, or NotImplemented
+// for the header) gets the object in its default class; the refusal is
+// logged once and the class is not tried again by this store.
+func (s *Store) PutClass(ctx context.Context, key string, data []byte, class string) error {
+	if class == "" || s.classRefused.Load() {
+		return s.put(ctx, key, data, "")
+	}
+	err := s.put(ctx, key, data, types.StorageClass(class))
+	var api smithy.APIError
+	if err == nil || !errors.As(err, &api) || !classRefusal(api.ErrorCode()) {
+		return err
+	}
+	if !s.classRefused.Swap(true) {
+		slog.Warn("the object store refuses the storage class: writing in its default class", "store", s.String(), "storage_class", class, "code", api.ErrorCode())
+	}
+	return s.put(ctx, key, data, "")
+}
+
+// classRefusal reports whether an S3 error code says the storage class,
+// not the request, is what the server refuses.
+func classRefusal(code string) bool {
+	switch code {
+	case "InvalidStorageClass", "NotImplemented":
+		return true
+	}
+	return false
+}
+
+func (s *Store) put(ctx context.Context, key string, data []byte, class types.StorageClass) error {
 	k, err := s.key(key)
 	if err != nil {
 		return err
 	}
 	_, err = s.client.PutObject(ctx, &awss3.PutObjectInput{
 		Bucket: aws.String(s.cfg.Bucket), Key: aws.String(k), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
+		StorageClass: class,
 	})
 	if err != nil {
 		return fmt.Errorf("s3 put %s: %w", key, err)
