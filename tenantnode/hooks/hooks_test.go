@@ -121,19 +121,25 @@ func (tn *tenant) put(t testing.TB, name, code string) {
 	}
 }
 
-// waitGen waits until a generation after seq is loaded.
-func (tn *tenant) waitGen(t testing.TB, seq uint64) Status {
+// waitHook waits until the loaded generation has hook name in a state
+// cond accepts (a reload follows a change asynchronously).
+func (tn *tenant) waitHook(t testing.TB, name string, cond func(HookStatus) bool) HookStatus {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if s := tn.pool.Status(); s.Generation > seq {
-			return s
+	for {
+		for _, h := range tn.pool.Status().Hooks {
+			if h.Name == name && cond(h) {
+				return h
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hook %s never reached the expected state: %+v", name, tn.pool.Status().Hooks)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("no reload after generation %d", seq)
-	return Status{}
 }
+
+func loaded(h HookStatus) bool { return h.Loaded }
 
 func (tn *tenant) hookStatus(t testing.TB, name string) HookStatus {
 	t.Helper()
@@ -148,7 +154,6 @@ func (tn *tenant) hookStatus(t testing.TB, name string) HookStatus {
 
 func TestRecordHooksChangeAndRejectWrites(t *testing.T) {
 	tn := newTenant(t, testConfig())
-	seq := tn.pool.Status().Generation
 	tn.put(t, "posts.pb.js", `
 onRecordCreateRequest((e) => {
   if (e.record.get("title") === "forbidden") {
@@ -164,7 +169,7 @@ onRecordAfterCreateSuccess((e) => {
   e.next()
 }, "posts")
 `)
-	tn.waitGen(t, seq)
+	tn.waitHook(t, "posts.pb.js", loaded)
 
 	status, body := tn.do(t, "POST", "/api/collections/posts/records", `{"title":"hello"}`)
 	if status != 200 || !strings.Contains(body, `"title":"HELLO"`) {
@@ -194,7 +199,6 @@ onRecordAfterCreateSuccess((e) => {
 
 func TestRouteCronAndHotReload(t *testing.T) {
 	tn := newTenant(t, testConfig())
-	seq := tn.pool.Status().Generation
 	tn.put(t, "routes.pb.js", `
 routerAdd("GET", "/api/hello/{name}", (e) => {
   return e.json(200, { hello: e.request.pathValue("name"), v: 1 })
@@ -206,7 +210,7 @@ cronAdd("ticker", "* * * * *", () => {
   $app.save(r)
 })
 `)
-	seq = tn.waitGen(t, seq).Generation
+	tn.waitHook(t, "routes.pb.js", loaded)
 	if status, body := tn.do(t, "GET", "/api/hello/ada", ""); status != 200 || !strings.Contains(body, `"hello":"ada"`) || !strings.Contains(body, `"v":1`) {
 		t.Fatalf("custom route: %d %s", status, body)
 	}
@@ -253,11 +257,10 @@ cronAdd("ticker", "* * * * *", () => {
 	// Disabling the hook removes its route.
 	col, _ := tn.app.FindCollectionByNameOrId(hooksCollection)
 	rec, _ := tn.app.FindFirstRecordByData(col, "name", "routes.pb.js")
-	seq = tn.pool.Status().Generation
 	if status, body := tn.do(t, "PATCH", "/api/collections/_hooks/records/"+rec.Id, `{"enabled":false}`); status != 200 {
 		t.Fatalf("disable: %d %s", status, body)
 	}
-	tn.waitGen(t, seq)
+	tn.waitHook(t, "routes.pb.js", func(h HookStatus) bool { return !h.Enabled })
 	if status, _ := tn.do(t, "GET", "/api/hello/ada", ""); status != 404 {
 		t.Fatalf("disabled route still served: %d", status)
 	}
@@ -284,11 +287,10 @@ func TestBrokenHooksAreReportedAndOthersKeepRunning(t *testing.T) {
 	rec.Set("name", "throws.pb.js")
 	rec.Set("enabled", true)
 	rec.Set("code", "routerAdd(\"GET\", \"/api/throws\", (e) => e.string(200, 'no'))\n\nnotDefined()\n")
-	seq := tn.pool.Status().Generation
 	if err := tn.app.SaveNoValidate(rec); err != nil {
 		t.Fatal(err)
 	}
-	tn.waitGen(t, seq)
+	tn.waitHook(t, "throws.pb.js", func(HookStatus) bool { return true })
 	hs := tn.hookStatus(t, "throws.pb.js")
 	if hs.Loaded || !strings.Contains(hs.Error, "notDefined is not defined") || !strings.Contains(hs.Error, "throws.pb.js:3") {
 		t.Fatalf("load error: %+v", hs)
@@ -410,7 +412,6 @@ func TestSandbox(t *testing.T) {
 	if err := tn.app.Save(sec); err != nil {
 		t.Fatal(err)
 	}
-	seq := tn.pool.Status().Generation
 	tn.put(t, "sandbox.pb.js", `
 routerAdd("POST", "/api/try", (e) => {
   const code = e.requestInfo().body.code
@@ -421,7 +422,7 @@ routerAdd("POST", "/api/try", (e) => {
   }
 })
 `)
-	tn.waitGen(t, seq)
+	tn.waitHook(t, "sandbox.pb.js", loaded)
 
 	try := func(code string) (bool, string) {
 		t.Helper()
@@ -565,25 +566,36 @@ func TestOrderDeleteAndTenantLog(t *testing.T) {
 		t.Fatalf("reordered: %s", body)
 	}
 	// Deleting one through the API stops it.
-	seq := tn.pool.Status().Generation
 	if status, body := tn.do(t, "DELETE", "/api/collections/_hooks/records/"+rec.Id, ""); status != 204 {
 		t.Fatalf("delete: %d %s", status, body)
 	}
-	tn.waitGen(t, seq)
-	if _, body := tn.do(t, "POST", "/api/collections/posts/records", `{"title":"x"}`); !strings.Contains(body, `"title":"x1"`) {
-		t.Fatalf("after delete: %s", body)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body := tn.do(t, "POST", "/api/collections/posts/records", `{"title":"x"}`)
+		if strings.Contains(body, `"title":"x1"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after delete: %s", body)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	// A failing hook is in the tenant's own log, with its name and line.
-	tn.put(t, "fails.pb.js", "routerAdd(\"GET\", \"/api/fails\", (e) => {\n  throw new Error(\"logged failure\")\n})")
+	tn.put(t, "fails.pb.js", "routerAdd(\"GET\", \"/api/fails\", (e) => {\n  console.log(\"about to fail\", {attempt: 1})\n  throw new Error(\"logged failure\")\n})")
 	waitRoute(t, tn, "/api/fails", 400)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for {
 		logs := []*core.Log{}
 		err := tn.app.LogQuery().AndWhere(dbxLike("message", "logged failure")).All(&logs)
 		if err == nil && len(logs) > 0 {
-			if !strings.Contains(logs[0].Message, "fails.pb.js:2") || logs[0].Data["hook"] != "fails.pb.js" {
+			if !strings.Contains(logs[0].Message, "fails.pb.js:3") || logs[0].Data["hook"] != "fails.pb.js" {
 				t.Fatalf("log entry: %s %v", logs[0].Message, logs[0].Data)
+			}
+			printed := []*core.Log{}
+			_ = tn.app.LogQuery().AndWhere(dbxLike("message", "about to fail")).All(&printed)
+			if len(printed) == 0 || printed[0].Message != `about to fail {"attempt":1}` {
+				t.Fatalf("console.log entry: %+v", printed)
 			}
 			break
 		}

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -227,7 +228,7 @@ func (p *Pool) console(vm *goja.Runtime) *goja.Object {
 		return func(call goja.FunctionCall) goja.Value {
 			parts := make([]string, len(call.Arguments))
 			for i, a := range call.Arguments {
-				parts[i] = a.String()
+				parts[i] = consoleString(a)
 			}
 			msg := strings.Join(parts, " ")
 			lg := p.app.Logger().With("source", "hooks")
@@ -272,4 +273,17 @@ func (m sandboxMapper) MethodName(t reflect.Type, method reflect.Method) string 
 		return ""
 	}
 	return m.FieldMapper.MethodName(t, method)
+}
+
+// consoleString prints a console argument as browsers do: strings as they
+// are, objects and arrays as JSON.
+func consoleString(v goja.Value) string {
+	if o, ok := v.(*goja.Object); ok {
+		if _, isFn := goja.AssertFunction(o); !isFn {
+			if b, err := json.Marshal(o.Export()); err == nil {
+				return string(b)
+			}
+		}
+	}
+	return v.String()
 }
