@@ -55,6 +55,14 @@ var (
 		"Growth of the tenant's database and file bytes over the last hour (or since activation, when shorter), from periodic measures.", []string{"tenant"}, nil)
 	DescTenantPeakRequests = prometheus.NewDesc("pbe_tenant_peak_requests_per_second",
 		"Most requests that arrived in one second over the window (1m or 1h), since the tenant was activated on the node.", []string{"tenant", "window"}, nil)
+	DescTenantHookRuns = prometheus.NewDesc("pbe_tenant_hook_runs_total",
+		"Runs of the tenant's JavaScript hooks since it was activated on the node.", []string{"tenant"}, nil)
+	DescTenantHookErrors = prometheus.NewDesc("pbe_tenant_hook_errors_total",
+		"Runs of the tenant's hooks that failed (threw, were stopped or refused) since it was activated on the node.", []string{"tenant"}, nil)
+	DescTenantHookCPU = prometheus.NewDesc("pbe_tenant_hook_cpu_seconds_total",
+		"CPU time the tenant's hook runs used since it was activated on the node.", []string{"tenant"}, nil)
+	DescTenantHookRuntimes = prometheus.NewDesc("pbe_tenant_hook_runtimes",
+		"JavaScript runtimes the tenant's hooks have made (at most --hook-runtimes).", []string{"tenant"}, nil)
 	DescNodeActiveTenants = prometheus.NewDesc("pbe_node_active_tenants",
 		"Tenants active (or activating) on this node.", nil, nil)
 )

@@ -29,6 +29,10 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- metrics.DescTenantRequestHeadroom
 	ch <- metrics.DescTenantGrowth
 	ch <- metrics.DescTenantPeakRequests
+	ch <- metrics.DescTenantHookRuns
+	ch <- metrics.DescTenantHookErrors
+	ch <- metrics.DescTenantHookCPU
+	ch <- metrics.DescTenantHookRuntimes
 	ch <- metrics.DescNodeActiveTenants
 }
 
@@ -62,6 +66,16 @@ func collectInstance(ch chan<- prometheus.Metric, inst *instance, now time.Time)
 		minute, hour := mt.PeakRequests(now)
 		ch <- prometheus.MustNewConstMetric(metrics.DescTenantPeakRequests, prometheus.GaugeValue, float64(minute), id, metrics.PeakWindowMinute)
 		ch <- prometheus.MustNewConstMetric(metrics.DescTenantPeakRequests, prometheus.GaugeValue, float64(hour), id, metrics.PeakWindowHour)
+	}
+	if inst.hooks != nil {
+		ht := inst.hooks.Totals()
+		counter := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, id)
+		}
+		counter(metrics.DescTenantHookRuns, float64(ht.Runs))
+		counter(metrics.DescTenantHookErrors, float64(ht.Errors))
+		counter(metrics.DescTenantHookCPU, ht.CPU.Seconds())
+		gauge(metrics.DescTenantHookRuntimes, float64(ht.Runtimes))
 	}
 	if limit := q.storageLimit.Load(); limit > 0 {
 		gauge(metrics.DescTenantStorageHeadroom, float64(limit-used))

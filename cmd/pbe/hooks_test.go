@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +141,23 @@ func TestHooks_Platform(t *testing.T) {
 			mustStatus(t, s.do("GET", s.tenantURL("neighbour", "/api/collections/posts/records"), nil), http.StatusOK)
 			served++
 			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	t.Run("hook runs are on /metrics", func(t *testing.T) {
+		text := s.scrapeMetrics(t, s.base()+"/metrics", "Authorization", "Bearer "+s.token)
+		var runs, errs float64
+		for _, line := range strings.Split(text, "\n") {
+			if v, ok := strings.CutPrefix(line, `pbe_tenant_hook_runs_total{tenant="hooked"} `); ok {
+				runs, _ = strconv.ParseFloat(v, 64)
+			}
+			if v, ok := strings.CutPrefix(line, `pbe_tenant_hook_errors_total{tenant="hooked"} `); ok {
+				errs, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		// Two creates, an exit, a loop and the ATTACH route have run; the
+		// rejected create, the exit and the loop failed.
+		if runs < 5 || errs < 3 {
+			t.Fatalf("hook metrics: %v runs, %v errors", runs, errs)
 		}
 	})
 	t.Run("hooks survive export and import", func(t *testing.T) {

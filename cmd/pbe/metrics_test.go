@@ -131,6 +131,7 @@ func TestMetrics_AllInOne(t *testing.T) {
 			`pbe_registry_tenants{state="active"} 1`,
 			`pbe_node_activations_total{kind="new"} 1`,
 			`pbe_raft_is_leader 1`,
+			`pbe_tenant_hook_runs_total{tenant="acme"} 0`,
 		} {
 			if !strings.Contains(text, want+"\n") {
 				t.Errorf("scrape lacks %q", want)

@@ -125,7 +125,7 @@ cronAdd("nightly", "0 3 * * *", () => { console.log("nightly") })
 		for range cfg.Runtimes {
 			go func() {
 				defer func() { done <- struct{}{} }()
-				_, _ = tn.pool.exec(&Hook{Name: "bench"}, sleepProg, tn.app, nil, time.Second)
+				_, _ = tn.pool.exec(&Hook{Name: "bench", stats: &runStats{}}, sleepProg, tn.app, nil, time.Second)
 			}()
 		}
 		for range cfg.Runtimes {

@@ -131,6 +131,8 @@ type Pool struct {
 
 	// cpu is what the tenant's runs have used this minute.
 	cpu cpuWindow
+	// totals count every run since the pool was attached (for metrics).
+	totals struct{ runs, errors, cpuNanos atomic.Int64 }
 
 	// slots[key] is how many dispatchers are bound for an event hook key.
 	slots map[string]int
@@ -277,7 +279,9 @@ type Hook struct {
 	// Binds lists what the hook bound: "onRecordCreateRequest(posts)",
 	// "GET /api/hello", "cron nightly (0 3 * * *)".
 	Binds []string
-	stats runStats
+	// stats carry over to the next generation while the hook keeps its
+	// name.
+	stats *runStats
 }
 
 // runStats are aggregated in memory: no database write per run.
@@ -288,11 +292,13 @@ type runStats struct {
 	lastErrorAt         time.Time
 }
 
-func (s *runStats) record(d time.Duration, err error) {
+func (s *runStats) record(p *Pool, d time.Duration, err error) {
+	p.totals.runs.Add(1)
 	s.runs.Add(1)
 	s.nanos.Add(int64(d))
 	if err != nil {
 		s.errors.Add(1)
+		p.totals.errors.Add(1)
 		s.mu.Lock()
 		s.lastError = err.Error()
 		s.lastErrorAt = time.Now().UTC()
@@ -350,6 +356,15 @@ func (p *Pool) Reload() uint64 {
 	}
 	g.secrets = secrets
 	g.hooks = hooks
+	prev := map[string]*runStats{}
+	for _, h := range old.hooks {
+		prev[h.Name] = h.stats
+	}
+	for _, h := range hooks {
+		if h.stats = prev[h.Name]; h.stats == nil {
+			h.stats = &runStats{}
+		}
+	}
 	if len(hooks) > 0 {
 		p.runMigrations(g)
 		p.load(g)
@@ -443,6 +458,21 @@ type HookStatus struct {
 	TotalMillis float64    `json:"totalMillis"`
 	LastError   string     `json:"lastError,omitempty"`
 	LastErrorAt *time.Time `json:"lastErrorAt,omitempty"`
+}
+
+// Totals are a pool's runs since it was attached.
+type Totals struct {
+	Runs, Errors int64
+	CPU          time.Duration
+	Runtimes     int
+}
+
+// Totals returns the pool's counters, for metrics.
+func (p *Pool) Totals() Totals {
+	p.mu.Lock()
+	made := p.made
+	p.mu.Unlock()
+	return Totals{Runs: p.totals.runs.Load(), Errors: p.totals.errors.Load(), CPU: time.Duration(p.totals.cpuNanos.Load()), Runtimes: made}
 }
 
 // Status reports the current generation.

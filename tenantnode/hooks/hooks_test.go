@@ -195,6 +195,16 @@ onRecordAfterCreateSuccess((e) => {
 	if got := strings.Join(hs.Binds, ";"); got != "onRecordCreateRequest(posts);onRecordAfterCreateSuccess(posts)" {
 		t.Fatalf("binds: %s", got)
 	}
+	// A reload (here: another hook added) keeps the counts of the hooks
+	// it keeps.
+	tn.put(t, "other.pb.js", `routerAdd("GET", "/api/other", (e) => e.string(200, "other"))`)
+	tn.waitHook(t, "other.pb.js", loaded)
+	if again := tn.hookStatus(t, "posts.pb.js"); again.Runs != hs.Runs || again.Errors != hs.Errors || again.LastError != hs.LastError {
+		t.Fatalf("counts after a reload: %+v, before %+v", again, hs)
+	}
+	if tot := tn.pool.Totals(); tot.Runs != hs.Runs || tot.Errors != 1 || tot.CPU <= 0 || tot.Runtimes < 1 {
+		t.Fatalf("totals: %+v", tot)
+	}
 }
 
 func TestRouteCronAndHotReload(t *testing.T) {

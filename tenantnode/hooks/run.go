@@ -93,25 +93,25 @@ func (p *Pool) exec(h *Hook, prog *goja.Program, app core.App, args []any, budge
 		vm.Set("$app", prevApp)
 		vm.Set("__args", prevArgs)
 		err = p.runError(h, res, err)
-		h.stats.record(time.Since(start), err)
+		h.stats.record(p, time.Since(start), err)
 		return res, err
 	}
 
 	if wait := p.cpu.exhausted(start, p.cfg.CPUPerMinute); wait > 0 {
 		err := router.NewTooManyRequestsError(fmt.Sprintf("The tenant's hooks have used their %s of CPU time for this minute; try again in %d s.",
 			p.cfg.CPUPerMinute, int(wait.Seconds())+1), nil)
-		h.stats.record(0, err)
+		h.stats.record(p, 0, err)
 		return nil, err
 	}
 	rt, err := p.acquire()
 	if err != nil {
-		h.stats.record(time.Since(start), err)
+		h.stats.record(p, time.Since(start), err)
 		return nil, err
 	}
 	res, err := p.runOn(rt, tid, prog, app, args, budget)
 	p.release(rt)
 	err = p.runError(h, res, err)
-	h.stats.record(time.Since(start), err)
+	h.stats.record(p, time.Since(start), err)
 	return res, err
 }
 
@@ -146,7 +146,9 @@ func (p *Pool) guarded(rt *runtime, tid int, app core.App, args []any, budget ti
 	w.stop()
 	vm.ClearInterrupt()
 	vm.Set("__args", goja.Undefined())
-	p.cpu.charge(time.Now(), threadCPU(tid)-w.cpu0)
+	used := threadCPU(tid) - w.cpu0
+	p.cpu.charge(time.Now(), used)
+	p.totals.cpuNanos.Add(int64(used))
 	return res, err
 }
 
