@@ -39,6 +39,15 @@ func (p *Pool) bindSlot(key string, i int) {
 	bindFunc.Call([]reflect.Value{fn})
 }
 
+// tagsOf converts tags for a reflective hook call.
+func tagsOf(tags []string) []reflect.Value {
+	vs := make([]reflect.Value, len(tags))
+	for i, t := range tags {
+		vs[i] = reflect.ValueOf(t)
+	}
+	return vs
+}
+
 // cronFunc runs the current generation's job id.
 func (p *Pool) cronFunc(id string) func() {
 	return func() {
@@ -72,7 +81,7 @@ type routeTable struct {
 
 func newRouteTable() *routeTable { return &routeTable{mux: http.NewServeMux()} }
 
-type eventKeyCtx struct{}
+type routeCallKey struct{}
 
 func (t *routeTable) add(r routeBind) (err error) {
 	pattern := strings.TrimSpace(r.method + " " + r.path)
@@ -91,7 +100,7 @@ func (t *routeTable) add(r routeBind) (err error) {
 type routeHandler struct{ r routeBind }
 
 func (h *routeHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	c := req.Context().Value(eventKeyCtx{}).(*routeCall)
+	c := req.Context().Value(routeCallKey{}).(*routeCall)
 	e := c.e
 	e.Request = req // carries the route's path values
 	chain := &hook.Hook[*core.RequestEvent]{}
@@ -141,7 +150,7 @@ func (p *Pool) serveRoute(e *core.RequestEvent) error {
 		return apis.NewNotFoundError("", nil)
 	}
 	c := &routeCall{p: p, e: e}
-	req := e.Request.WithContext(context.WithValue(e.Request.Context(), eventKeyCtx{}, c))
+	req := e.Request.WithContext(context.WithValue(e.Request.Context(), routeCallKey{}, c))
 	t.mux.ServeHTTP(e.Response, req)
 	return c.err
 }

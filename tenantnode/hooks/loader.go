@@ -3,7 +3,6 @@ package hooks
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	goruntime "runtime"
 	"strings"
 
@@ -222,13 +221,4 @@ func (p *Pool) handlerFunc(m *middleware) *hook.Handler[*core.RequestEvent] {
 		_, err := p.exec(m.h.hook, m.h.prog, e.App, []any{e}, p.cfg.CPULimit)
 		return err
 	}}
-}
-
-// tagsOf converts tags for a reflective hook call.
-func tagsOf(tags []string) []reflect.Value {
-	vs := make([]reflect.Value, len(tags))
-	for i, t := range tags {
-		vs[i] = reflect.ValueOf(t)
-	}
-	return vs
 }
