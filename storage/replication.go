@@ -133,7 +133,7 @@ func RestoreAt(ctx context.Context, client litestream.ReplicaClient, outputPath 
 	opt := litestream.NewRestoreOptions()
 	opt.OutputPath = outputPath
 	opt.Timestamp = timestamp
-	opt.IntegrityCheck = litestream.IntegrityCheckQuick
+	opt.IntegrityCheck = litestream.IntegrityCheckFull
 	err = litestream.NewReplicaWithClient(nil, ltxOnly{client}).Restore(ctx, opt)
 	if errors.Is(err, litestream.ErrNoSnapshots) || errors.Is(err, litestream.ErrTxNotAvailable) {
 		return false, nil

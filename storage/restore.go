@@ -29,7 +29,7 @@ var errUnsupportedPlan = errors.New("restore plan needs Litestream's restore")
 // first, which decompresses, checksums and compresses every page once more
 // than this. The result is checked against the last file's post-apply
 // checksum (every file's own checksums are checked as it is decoded), then
-// made durable and checked with PRAGMA quick_check. It returns
+// made durable and checked with PRAGMA integrity_check. It returns
 // litestream.ErrNoSnapshots (or ErrTxNotAvailable) when there is nothing to
 // restore and errUnsupportedPlan, having written nothing, for plans it does
 // not handle.
@@ -83,7 +83,7 @@ func restoreDirect(ctx context.Context, client litestream.ReplicaClient, outputP
 	if err := atomicfile.SyncDir(filepath.Dir(outputPath)); err != nil {
 		return err
 	}
-	if err := quickCheck(ctx, outputPath); err != nil {
+	if err := integrityCheck(ctx, outputPath); err != nil {
 		_ = os.Remove(outputPath)
 		return err
 	}
@@ -165,14 +165,9 @@ func databaseChecksum(f *os.File, pageSize, commit uint32) (ltx.Checksum, error)
 	return sum, nil
 }
 
-// quickCheck runs PRAGMA quick_check on the database at path and removes
-// the shared-memory and WAL files the check leaves.
-func quickCheck(ctx context.Context, path string) error {
-	return pragmaCheck(ctx, path, "quick_check")
-}
-
-// integrityCheck is quickCheck with PRAGMA integrity_check (which also
-// checks that indexes match their tables).
+// integrityCheck runs PRAGMA integrity_check on the database at path (the
+// full check: unlike quick_check it also checks that every index matches
+// its table) and removes the shared-memory and WAL files the check leaves.
 func integrityCheck(ctx context.Context, path string) error {
 	return pragmaCheck(ctx, path, "integrity_check")
 }

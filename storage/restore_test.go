@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,6 +181,40 @@ func TestRestoreDirect_RefusesACorruptFile(t *testing.T) {
 	err = restoreDirect(context.Background(), corrupting{r.client, infos[len(infos)-1].MaxTXID}, out, time.Time{})
 	if err == nil {
 		t.Fatal("a corrupt LTX file was restored")
+	}
+	if _, statErr := os.Stat(out); !errors.Is(statErr, os.ErrNotExist) {
+		t.Fatalf("a failed restore left %s: %v", out, statErr)
+	}
+}
+
+// TestRestore_RefusesAnIndexThatDisagreesWithItsTable: every restore runs
+// PRAGMA integrity_check, which (unlike quick_check) compares each index
+// with its table. The replica holds an index whose definition was changed
+// under its entries: quick_check passes it, Restore must refuse it.
+func TestRestore_RefusesAnIndexThatDisagreesWithItsTable(t *testing.T) {
+	r := newReplicated(t)
+	r.exec(`ALTER TABLE posts ADD COLUMN tag TEXT`, `CREATE INDEX posts_by ON posts(body)`,
+		rows(50, `'row' || value`), `UPDATE posts SET tag = 'tag' || id`)
+	r.exec(`PRAGMA writable_schema = ON`,
+		`UPDATE sqlite_schema SET sql = 'CREATE INDEX posts_by ON posts(tag)' WHERE name = 'posts_by'`,
+		`PRAGMA writable_schema = OFF`)
+
+	// The replica's state as is, unchecked: quick_check finds nothing.
+	ctx := context.Background()
+	raw := filepath.Join(t.TempDir(), "raw.db")
+	opt := litestream.NewRestoreOptions()
+	opt.OutputPath = raw
+	if err := litestream.NewReplicaWithClient(nil, r.client).Restore(ctx, opt); err != nil {
+		t.Fatal(err)
+	}
+	if err := pragmaCheck(ctx, raw, "quick_check"); err != nil {
+		t.Fatalf("quick_check of the replica: %v; the test needs a fault only integrity_check finds", err)
+	}
+
+	out := filepath.Join(t.TempDir(), "data.db")
+	found, err := Restore(ctx, r.client, out)
+	if err == nil || !strings.Contains(err.Error(), "integrity check") {
+		t.Fatalf("Restore: got %v, %v; want an integrity check failure", found, err)
 	}
 	if _, statErr := os.Stat(out); !errors.Is(statErr, os.ErrNotExist) {
 		t.Fatalf("a failed restore left %s: %v", out, statErr)
