@@ -187,13 +187,14 @@ func (s *Store) Apply(index uint64, data []byte) (any, error) {
 	}
 	s.applied.Store(index)
 	s.bumpAuth(&cmd)
-	if out.Err == nil {
-		s.publish(&cmd, index, out.changed)
+	v, err := out.result()
+	if err == nil {
+		s.publish(cmd.Type, v, index, out.changed)
 	}
 	if out.events > 0 {
 		s.eventsWritten()
 	}
-	return out.result()
+	return v, err
 }
 
 // ApplyBatch applies consecutive committed entries (indexes[i] holds
@@ -259,13 +260,13 @@ func (s *Store) applyBatch(indexes []uint64, data [][]byte, values []any, errs [
 	s.applied.Store(indexes[len(indexes)-1])
 	for i := range outs {
 		s.bumpAuth(&cmds[i])
-		if outs[i].Err == nil {
-			s.publish(&cmds[i], indexes[i], outs[i].changed)
+		values[i], errs[i] = outs[i].result()
+		if errs[i] == nil {
+			s.publish(cmds[i].Type, values[i], indexes[i], outs[i].changed)
 		}
 		if outs[i].events > 0 {
 			s.eventsWritten()
 		}
-		values[i], errs[i] = outs[i].result()
 	}
 	return true
 }
@@ -286,9 +287,10 @@ func (s *Store) bumpAuth(cmd *Command) {
 // while the generation has not moved.
 func (s *Store) AuthGeneration() uint64 { return s.authGen.Load() }
 
-// publish tells the change feed what an applied command changed.
-func (s *Store) publish(cmd *Command, index uint64, changed []string) {
-	if c, ok := changeOf(cmd, index); ok {
+// publish tells the change feed what an applied command changed; v is the
+// command's result.
+func (s *Store) publish(typ string, v any, index uint64, changed []string) {
+	if c, ok := changeOf(typ, v, index); ok {
 		s.feed.publish(c)
 	}
 	for _, id := range changed {

@@ -1,8 +1,9 @@
 package store
 
 import (
-	"encoding/json"
 	"sync"
+
+	"github.com/pbe/pbe/cluster"
 )
 
 // Change kinds.
@@ -77,29 +78,18 @@ func (f *feed) publish(c Change) {
 }
 
 // changeOf returns what a successfully applied command changed, if it is
-// something subscribers follow.
-func changeOf(cmd *Command, index uint64) (Change, bool) {
-	var p struct {
-		ID     string `json:"id"`
-		Tenant struct {
-			ID string `json:"id"`
-		} `json:"tenant"`
-		Node struct {
-			ID string `json:"id"`
-		} `json:"node"`
-	}
-	if json.Unmarshal(cmd.Data, &p) != nil {
-		return Change{}, false
-	}
-	switch cmd.Type {
-	case CmdCreateTenant:
-		return Change{Index: index, Kind: ChangeTenant, ID: p.Tenant.ID}, true
-	case CmdDeleteTenant, CmdRestoreTenant, CmdPurgeTenant, CmdUpdateTenant, CmdSetDomains:
-		return Change{Index: index, Kind: ChangeTenant, ID: p.ID}, true
-	case CmdRegisterNode:
-		return Change{Index: index, Kind: ChangeNode, ID: p.Node.ID}, true
-	case CmdSetNodeState:
-		return Change{Index: index, Kind: ChangeNode, ID: p.ID}, true
+// something subscribers follow, from the command's result (a tenant's or
+// a node's record, whose id is the one the command named).
+func changeOf(typ string, v any, index uint64) (Change, bool) {
+	switch typ {
+	case CmdCreateTenant, CmdDeleteTenant, CmdRestoreTenant, CmdPurgeTenant, CmdUpdateTenant, CmdSetDomains:
+		if t, ok := v.(cluster.Tenant); ok {
+			return Change{Index: index, Kind: ChangeTenant, ID: t.ID}, true
+		}
+	case CmdRegisterNode, CmdSetNodeState:
+		if n, ok := v.(cluster.Node); ok {
+			return Change{Index: index, Kind: ChangeNode, ID: n.ID}, true
+		}
 	}
 	return Change{}, false
 }
