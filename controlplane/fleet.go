@@ -183,6 +183,16 @@ func (f *fleet) assigned(id string) {
 	f.pending[id]++
 }
 
+// placed notes that tenant was just given a node: it is about to be
+// active, so it is not idle, whatever the last heartbeats said (without
+// this, a tenant opened from its archive could be archived again before a
+// node had reported it active).
+func (f *fleet) placed(tenant string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastActive[tenant] = time.Now()
+}
+
 // candidates describes the fleet for placement.
 func (c *ControlPlane) candidates() ([]placement.Candidate, error) {
 	nodes, err := c.store.Nodes()
@@ -301,6 +311,7 @@ func (c *ControlPlane) assignTo(ctx context.Context, t cluster.Tenant, to string
 		return t, fmt.Errorf("assign tenant %s to %s: %w", t.ID, to, err)
 	}
 	c.fleet.assigned(to)
+	c.fleet.placed(t.ID)
 	nt := res.(cluster.Tenant)
 	c.logger.Info("tenant assigned", "tenant", t.ID, "owner", to, "epoch", nt.Epoch, "previous_owner", t.Node)
 	return nt, nil
