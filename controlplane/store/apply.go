@@ -2,11 +2,11 @@ package store
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/segmentio/encoding/json"
 
 	"github.com/pbe/pbe/cluster"
 )

@@ -2,11 +2,13 @@ package store
 
 import (
 	"bytes"
-	"encoding/json"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"time"
+
+	"github.com/segmentio/encoding/json"
 
 	"github.com/pbe/pbe/cluster"
 )
@@ -260,12 +262,15 @@ func EncodeAuditedCommand(typ, requestID string, now time.Time, payload any, aud
 	if len(requestID) > MaxRequestIDLen {
 		return nil, cluster.Errorf(cluster.ErrInvalidInput, "request id is %d bytes, at most %d allowed", len(requestID), MaxRequestIDLen)
 	}
-	data, err := json.Marshal(payload)
+	// The standard library encodes proposals: it refuses values that do
+	// not round-trip (a time past year 9999), where segmentio's encoder,
+	// used for the state machine's own records, writes them.
+	data, err := stdjson.Marshal(payload)
 	if err != nil {
 		return nil, cluster.Errorf(cluster.ErrInvalidInput, "encode %s payload: %v", typ, err)
 	}
 	cmd := Command{Type: typ, Version: CommandVersion, RequestID: requestID, Time: now, Data: data, Audit: audit}
-	b, err := json.Marshal(cmd)
+	b, err := stdjson.Marshal(cmd)
 	if err != nil {
 		return nil, cluster.Errorf(cluster.ErrInvalidInput, "encode %s command: %v", typ, err)
 	}

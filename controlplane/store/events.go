@@ -2,13 +2,13 @@ package store
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/segmentio/encoding/json"
 
 	"github.com/pbe/pbe/cluster"
 )

@@ -2,12 +2,12 @@ package store
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/segmentio/encoding/json"
 
 	"github.com/pbe/pbe/cluster"
 )

@@ -2,11 +2,11 @@ package store
 
 import (
 	"bytes"
-	"encoding/json"
 	"slices"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/segmentio/encoding/json"
 
 	"github.com/pbe/pbe/cluster"
 )
