@@ -29,8 +29,9 @@ type applyCtx struct {
 	index   uint64
 	now     time.Time
 	horizon *timeHorizon
-	// eventHorizon is horizon for the event log.
-	eventHorizon *timeHorizon
+	// eventHorizon and auditHorizon are horizon for the event and audit
+	// logs.
+	eventHorizon, auditHorizon *timeHorizon
 	// changed lists tenants a command changed besides the one it names
 	// (a user's quota applied to each of their tenants).
 	changed []string
@@ -178,11 +179,11 @@ func (s *Store) Apply(index uint64, data []byte) (any, error) {
 	var out outcome
 	err = s.db.Update(func(txn *badger.Txn) error {
 		var err error
-		out, err = applyTxn(&applyCtx{txn: txn, cmd: &cmd, index: index, now: cmd.Time.UTC(), horizon: &s.horizon, eventHorizon: &s.eventHorizon})
+		out, err = applyTxn(&applyCtx{txn: txn, cmd: &cmd, index: index, now: cmd.Time.UTC(), horizon: &s.horizon, eventHorizon: &s.eventHorizon, auditHorizon: &s.auditHorizon})
 		return err
 	})
 	if err != nil {
-		s.horizon, s.eventHorizon = timeHorizon{}, timeHorizon{}
+		s.horizon, s.eventHorizon, s.auditHorizon = timeHorizon{}, timeHorizon{}, timeHorizon{}
 		return nil, fmt.Errorf("apply %s at index %d: %w", cmd.Type, index, err)
 	}
 	s.applied.Store(index)
@@ -246,7 +247,7 @@ func (s *Store) applyBatch(indexes []uint64, data [][]byte, values []any, errs [
 	err := s.db.Update(func(txn *badger.Txn) error {
 		for i := range cmds {
 			var err error
-			outs[i], err = applyTxn(&applyCtx{txn: txn, cmd: &cmds[i], index: indexes[i], now: cmds[i].Time.UTC(), horizon: &s.horizon, eventHorizon: &s.eventHorizon})
+			outs[i], err = applyTxn(&applyCtx{txn: txn, cmd: &cmds[i], index: indexes[i], now: cmds[i].Time.UTC(), horizon: &s.horizon, eventHorizon: &s.eventHorizon, auditHorizon: &s.auditHorizon})
 			if err != nil {
 				return err
 			}
@@ -254,7 +255,7 @@ func (s *Store) applyBatch(indexes []uint64, data [][]byte, values []any, errs [
 		return nil
 	})
 	if err != nil {
-		s.horizon, s.eventHorizon = timeHorizon{}, timeHorizon{}
+		s.horizon, s.eventHorizon, s.auditHorizon = timeHorizon{}, timeHorizon{}, timeHorizon{}
 		return false
 	}
 	s.applied.Store(indexes[len(indexes)-1])

@@ -91,14 +91,18 @@ func writeEvents(a *applyCtx) error {
 }
 
 // pruneEvents deletes up to pruneBatch events older than EventRetention.
-// Events are keyed in the order they were written, so it reads the expired
-// ones and one more, and not even that while the horizon says none can
-// have expired: an iterator in a write transaction first sorts all of the
-// transaction's pending writes, which for a batch of creates applied in
-// one transaction made every create's pruning cost grow with the batch.
 func pruneEvents(a *applyCtx) error {
-	cutoff := a.now.Add(-EventRetention)
-	h := a.eventHorizon
+	return pruneOld(a.txn, prefixEvent, a.now.Add(-EventRetention), a.eventHorizon)
+}
+
+// pruneOld deletes up to pruneBatch records under prefix whose "time" is
+// before cutoff. The records are keyed in the order they were written
+// (events, audit entries), so it reads the expired ones and one more, and
+// not even that while the horizon says none can have expired: an iterator
+// in a write transaction first sorts all of the transaction's pending
+// writes, which for a batch of creates applied in one transaction made
+// every create's pruning cost grow with the batch.
+func pruneOld(txn *badger.Txn, prefix []byte, cutoff time.Time, h *timeHorizon) error {
 	if h == nil {
 		h = &timeHorizon{}
 	}
@@ -107,15 +111,17 @@ func pruneEvents(a *applyCtx) error {
 	}
 	var old [][]byte
 	next := timeHorizon{known: true, empty: true}
-	it := a.txn.NewIterator(badger.IteratorOptions{Prefix: prefixEvent})
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	for it.Rewind(); it.Valid(); it.Next() {
-		var e cluster.Event
-		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+		var r struct {
+			Time time.Time `json:"time"`
+		}
+		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &r) }); err != nil {
 			it.Close()
 			return fmt.Errorf("decode %s: %w", it.Item().Key(), err)
 		}
-		if !e.Time.Before(cutoff) {
-			next = timeHorizon{known: true, oldest: e.Time}
+		if !r.Time.Before(cutoff) {
+			next = timeHorizon{known: true, oldest: r.Time}
 			break
 		}
 		if len(old) == pruneBatch {
@@ -126,7 +132,7 @@ func pruneEvents(a *applyCtx) error {
 	}
 	it.Close()
 	for _, k := range old {
-		if err := a.txn.Delete(k); err != nil {
+		if err := txn.Delete(k); err != nil {
 			return err
 		}
 	}

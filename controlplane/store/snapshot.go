@@ -142,7 +142,7 @@ func (s *Store) Restore(r io.Reader) error {
 		return fmt.Errorf("restore: drop old state: %w", err)
 	}
 	s.applied.Store(0)
-	s.horizon, s.eventHorizon = timeHorizon{}, timeHorizon{}
+	s.horizon, s.eventHorizon, s.auditHorizon = timeHorizon{}, timeHorizon{}, timeHorizon{}
 	if err := s.load(br, applied); err != nil {
 		s.broken = err
 		return fmt.Errorf("restore: %w", err)

@@ -104,8 +104,9 @@ type Store struct {
 	// horizon, guarded by applyMu, lets Apply skip looking for expired
 	// request records when none can be expired.
 	horizon timeHorizon
-	// eventHorizon does the same for the event log.
-	eventHorizon timeHorizon
+	// eventHorizon and auditHorizon do the same for the event and audit
+	// logs.
+	eventHorizon, auditHorizon timeHorizon
 }
 
 // TenantFilter selects tenants in Tenants.

@@ -546,8 +546,20 @@ func writeAudit(a *applyCtx, entries []cluster.AuditEntry, first int) error {
 			return err
 		}
 	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if err := pruneOld(a.txn, prefixAudit, a.now.Add(-AuditRetention), a.auditHorizon); err != nil {
+		return err
+	}
+	if a.auditHorizon != nil {
+		a.auditHorizon.recorded(a.now)
+	}
 	return nil
 }
+
+// AuditRetention is how long audit entries are kept, in command time.
+const AuditRetention = 180 * 24 * time.Hour
 
 func applyAddSigningKey(a *applyCtx) (any, *cluster.Error, error) {
 	p, err := decodePayload[AddSigningKey](a.cmd)

@@ -194,6 +194,11 @@ func TestAudit_NewestFirstAndFiltered(t *testing.T) {
 	if len(page) != 2 || page[0].ID != all[1].ID {
 		t.Fatalf("audit before %s: %+v", all[0].ID, page)
 	}
+	// Entries older than the retention are pruned as new ones arrive.
+	mustApply(t, s, cmd{typ: CmdAppendAudit, at: t0.Add(AuditRetention + time.Hour), payload: AppendAudit{Entries: []cluster.AuditEntry{{Actor: "user:u3", UserID: "u3", Action: "login"}}}})
+	if kept, _ := s.Audit(AuditFilter{Limit: 10}); len(kept) != 1 || kept[0].UserID != "u3" {
+		t.Fatalf("after the retention: %+v", kept)
+	}
 }
 
 func TestUsers_DeleteNeedsNoTenants(t *testing.T) {
