@@ -48,9 +48,13 @@ import (
 
 // Badger sizing. The control plane's state is small (thousands of records),
 // so the defaults meant for large databases (64 MiB memtables, 1 GiB value
-// log files, 256 MiB block cache) only cost memory and disk.
+// log files, 256 MiB block cache) only cost memory and disk. Memtables are
+// 32 MiB rather than 8: a tenant create writes about seven keys, and at
+// thousands of creates a second the smaller ones flushed to level 0 (and
+// were compacted) every few seconds, about 8% of the cluster's throughput
+// (docs/benchmarks.md). Their memory is taken as they fill.
 const (
-	badgerMemTableSize     = 8 << 20
+	badgerMemTableSize     = 32 << 20
 	badgerValueLogFileSize = 64 << 20
 	badgerBlockCacheSize   = 16 << 20
 	badgerNumCompactors    = 2
