@@ -339,10 +339,43 @@ func applyCreateSession(a *applyCtx) (any, *cluster.Error, error) {
 		return nil, cluster.Errorf(cluster.ErrInvalidInput, "create session: id and a future expiry are required"), nil
 	}
 	s.CreatedAt = a.now
+	if err := pruneSessions(a, s.UserID); err != nil {
+		return nil, nil, err
+	}
 	if err := setJSON(a.txn, sessionKey(s.ID), s); err != nil {
 		return nil, nil, err
 	}
 	return s.Session, nil, a.txn.Set(userSessionKey(s.UserID, s.ID), nil)
+}
+
+// pruneSessions deletes user's expired sessions. It runs at each of the
+// user's logins, so a user keeps only the sessions still valid at their
+// last login (an expired session is refused anyway; this bounds the state).
+func pruneSessions(a *applyCtx, user string) error {
+	prefix := userSessionPrefix(user)
+	var sids []string
+	it := a.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	for it.Rewind(); it.Valid(); it.Next() {
+		sids = append(sids, string(bytes.TrimPrefix(it.Item().Key(), prefix)))
+	}
+	it.Close()
+	for _, sid := range sids {
+		var s StoredSession
+		found, err := getJSON(a.txn, sessionKey(sid), &s)
+		if err != nil {
+			return err
+		}
+		if found && s.ExpiresAt.After(a.now) {
+			continue
+		}
+		if err := a.txn.Delete(sessionKey(sid)); err != nil {
+			return err
+		}
+		if err := a.txn.Delete(userSessionKey(user, sid)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func applyRotateSession(a *applyCtx) (any, *cluster.Error, error) {

@@ -114,6 +114,15 @@ func TestSessions_RotateAndReuse(t *testing.T) {
 		Session: cluster.Session{ID: "s2", UserID: "u1", Kind: cluster.SessionLogin, ExpiresAt: exp}, RefreshHash: "h1"}}})
 	_, err = applyNext(t, s, cmd{typ: CmdRotateSession, at: exp.Add(time.Second), payload: RotateSession{ID: "s2", OldHash: "h1", NewHash: "h2", ExpiresAt: exp.Add(time.Hour)}})
 	wantCode(t, err, cluster.ErrUnauthorized)
+	// The user's next login removes their expired sessions.
+	mustApply(t, s, cmd{typ: CmdCreateSession, at: exp.Add(time.Minute), payload: CreateSession{Session: StoredSession{
+		Session: cluster.Session{ID: "s3", UserID: "u1", Kind: cluster.SessionLogin, ExpiresAt: exp.Add(time.Hour)}, RefreshHash: "h1"}}})
+	if _, err := s.Session("s2"); !errors.Is(err, cluster.ErrNotFound) {
+		t.Fatalf("expired session kept after the next login: %v", err)
+	}
+	if ss, _ := s.Sessions("u1"); len(ss) != 1 || ss[0].ID != "s3" {
+		t.Fatalf("sessions after the next login: %+v", ss)
+	}
 }
 
 func TestUsers_PasswordChangeEndsOtherSessions(t *testing.T) {
