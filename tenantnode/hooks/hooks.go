@@ -478,11 +478,8 @@ func (p *Pool) Totals() Totals {
 // Status reports the current generation.
 func (p *Pool) Status() Status {
 	g := p.current()
-	p.mu.Lock()
-	made := p.made
-	p.mu.Unlock()
 	s := Status{Generation: g.seq, LoadedAt: g.loaded, LoadMillis: float64(g.took.Microseconds()) / 1000,
-		Runtimes: made, Migrations: g.migrations, MigrateErr: g.migrateErr, Hooks: []HookStatus{}}
+		Runtimes: p.Totals().Runtimes, Migrations: g.migrations, MigrateErr: g.migrateErr, Hooks: []HookStatus{}}
 	for _, h := range g.hooks {
 		hs := HookStatus{ID: h.ID, Name: h.Name, Kind: h.Kind, Enabled: h.Enabled, Error: h.LoadError,
 			Binds: h.Binds, Runs: h.stats.runs.Load(), Errors: h.stats.errors.Load(),

@@ -97,7 +97,7 @@ func newSafeClient(cfg Config) *safeClient {
 	}
 }
 
-// get fetches url within the limits.
+// do sends req within the limits and reads the whole response body.
 func (c *safeClient) do(req *http.Request) (*http.Response, []byte, error) {
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 		return nil, nil, fmt.Errorf("only http and https URLs can be fetched, not %q", req.URL.Scheme)

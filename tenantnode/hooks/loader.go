@@ -41,18 +41,9 @@ var unavailableHooks = map[string]bool{"OnBootstrap": true, "OnServe": true}
 func (l *loader) run(h *Hook) (err error) {
 	l.cur = h
 	l.pending = pendingBinds{events: map[string][]*handler{}, crons: map[string]*cronJob{}}
-	prog, err := goja.Compile(h.Name, h.code, false)
-	if err != nil {
-		return err
-	}
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
-	res, err := l.p.runOn(l.rt, threadID(), prog, l.p.app, nil, l.p.cfg.CPULimit)
-	if err = l.p.runError(h, res, err); err != nil {
-		var he *hookError
-		if errors.As(err, &he) {
-			return errors.New(he.detail)
-		}
+	if err := l.p.runScript(l.rt, threadID(), h, l.p.cfg.CPULimit); err != nil {
 		return err
 	}
 	return l.commit()

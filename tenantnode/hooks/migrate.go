@@ -19,13 +19,13 @@ const migrationBudget = 10
 // process-wide list, which would run one tenant's migrations in all.
 func (p *Pool) runMigrations(g *generation) {
 	var list core.MigrationsList
-	var todo []*Hook
+	var pending []*Hook
 	for _, h := range g.hooks {
 		if h.Kind == KindMigration && h.Enabled {
-			todo = append(todo, h)
+			pending = append(pending, h)
 		}
 	}
-	if len(todo) == 0 {
+	if len(pending) == 0 {
 		return
 	}
 	rt, err := p.newRuntime()
@@ -41,22 +41,16 @@ func (p *Pool) runMigrations(g *generation) {
 	rt.vm.Set("migrate", func(up, down func(core.App) error) {
 		list.Register(up, down, cur.Name)
 	})
-	for _, h := range todo {
+	for _, h := range pending {
 		cur = h
-		prog, err := goja.Compile(h.Name, h.code, false)
-		if err == nil {
-			var res goja.Value
-			res, err = p.runOn(rt, tid, prog, p.app, nil, budget)
-			err = p.runError(h, res, err)
-		}
-		if err != nil {
+		if err := p.runScript(rt, tid, h, budget); err != nil {
 			h.LoadError = err.Error()
 			g.migrateErr = fmt.Sprintf("%s: %v", h.Name, err)
 			return
 		}
 		h.Binds = []string{"migrate"}
 	}
-	_, err = p.guarded(rt, tid, p.app, nil, budget*time.Duration(len(todo)), func(*goja.Runtime) (goja.Value, error) {
+	_, err = p.guarded(rt, tid, p.app, nil, budget*time.Duration(len(pending)), func(*goja.Runtime) (goja.Value, error) {
 		applied, err := core.NewMigrationsRunner(p.app, list).Up()
 		g.migrations = applied
 		return nil, err

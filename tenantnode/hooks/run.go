@@ -182,6 +182,24 @@ func (c *cpuWindow) charge(now time.Time, d time.Duration) {
 	c.used += d
 }
 
+// runScript runs hook h's whole code (its top level) on rt from thread tid,
+// for the loader and for migrations; the error says where it failed.
+func (p *Pool) runScript(rt *runtime, tid int, h *Hook, budget time.Duration) error {
+	prog, err := goja.Compile(h.Name, h.code, false)
+	if err != nil {
+		return err
+	}
+	res, err := p.runOn(rt, tid, prog, p.app, nil, budget)
+	if err = p.runError(h, res, err); err != nil {
+		var he *hookError
+		if errors.As(err, &he) {
+			return errors.New(he.detail)
+		}
+		return err
+	}
+	return nil
+}
+
 // runError turns a run's outcome into the error PocketBase sees: an error
 // the hook returned or threw (an ApiError keeps its status), or why it was
 // stopped. Failures are logged to the tenant's log with the hook's name
