@@ -301,6 +301,19 @@ func applyDeleteUser(a *applyCtx) (any, *cluster.Error, error) {
 
 // endSessions deletes every session of user but keep.
 func endSessions(txn *badger.Txn, user, keep string) error {
+	for _, sid := range userSessionIDs(txn, user) {
+		if sid == keep {
+			continue
+		}
+		if err := deleteSession(txn, user, sid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// userSessionIDs lists the ids of user's sessions.
+func userSessionIDs(txn *badger.Txn, user string) []string {
 	var sids []string
 	prefix := userSessionPrefix(user)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
@@ -308,18 +321,15 @@ func endSessions(txn *badger.Txn, user, keep string) error {
 		sids = append(sids, string(bytes.TrimPrefix(it.Item().Key(), prefix)))
 	}
 	it.Close()
-	for _, sid := range sids {
-		if sid == keep {
-			continue
-		}
-		if err := txn.Delete(sessionKey(sid)); err != nil {
-			return err
-		}
-		if err := txn.Delete(userSessionKey(user, sid)); err != nil {
-			return err
-		}
+	return sids
+}
+
+// deleteSession deletes a session and its entry in its user's index.
+func deleteSession(txn *badger.Txn, user, sid string) error {
+	if err := txn.Delete(sessionKey(sid)); err != nil {
+		return err
 	}
-	return nil
+	return txn.Delete(userSessionKey(user, sid))
 }
 
 func applyCreateSession(a *applyCtx) (any, *cluster.Error, error) {
@@ -352,14 +362,7 @@ func applyCreateSession(a *applyCtx) (any, *cluster.Error, error) {
 // user's logins, so a user keeps only the sessions still valid at their
 // last login (an expired session is refused anyway; this bounds the state).
 func pruneSessions(a *applyCtx, user string) error {
-	prefix := userSessionPrefix(user)
-	var sids []string
-	it := a.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	for it.Rewind(); it.Valid(); it.Next() {
-		sids = append(sids, string(bytes.TrimPrefix(it.Item().Key(), prefix)))
-	}
-	it.Close()
-	for _, sid := range sids {
+	for _, sid := range userSessionIDs(a.txn, user) {
 		var s StoredSession
 		found, err := getJSON(a.txn, sessionKey(sid), &s)
 		if err != nil {
@@ -368,10 +371,7 @@ func pruneSessions(a *applyCtx, user string) error {
 		if found && s.ExpiresAt.After(a.now) {
 			continue
 		}
-		if err := a.txn.Delete(sessionKey(sid)); err != nil {
-			return err
-		}
-		if err := a.txn.Delete(userSessionKey(user, sid)); err != nil {
+		if err := deleteSession(a.txn, user, sid); err != nil {
 			return err
 		}
 	}
@@ -396,10 +396,7 @@ func applyRotateSession(a *applyCtx) (any, *cluster.Error, error) {
 		// A refresh token used twice: whoever holds a copy loses the
 		// session along with its owner.
 		// (This rejection changes state on purpose.)
-		if err := a.txn.Delete(sessionKey(s.ID)); err != nil {
-			return nil, nil, err
-		}
-		return nil, invalid, a.txn.Delete(userSessionKey(s.UserID, s.ID))
+		return nil, invalid, deleteSession(a.txn, s.UserID, s.ID)
 	}
 	u, found, err := getUser(a.txn, s.UserID)
 	if err != nil || !found || u.Suspended {
@@ -425,10 +422,7 @@ func applyDeleteSession(a *applyCtx) (any, *cluster.Error, error) {
 	if !found {
 		return nil, cluster.Errorf(cluster.ErrNotFound, "session %q not found", p.ID), nil
 	}
-	if err := a.txn.Delete(sessionKey(s.ID)); err != nil {
-		return nil, nil, err
-	}
-	return s.Session, nil, a.txn.Delete(userSessionKey(s.UserID, s.ID))
+	return s.Session, nil, deleteSession(a.txn, s.UserID, s.ID)
 }
 
 func applyCreateTicket(a *applyCtx) (any, *cluster.Error, error) {
