@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -68,7 +69,8 @@ func launchProc(t testing.TB, dir, port string, args, env []string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args = append([]string{"serve", "--http", "127.0.0.1:" + port, "--dir", dir, "--log-level", "warn"}, args...)
+	level := cmp.Or(os.Getenv("PBE_TEST_LOG_LEVEL"), "warn") // e.g. info or debug, to see why a test failed
+	args = append([]string{"serve", "--http", "127.0.0.1:" + port, "--dir", dir, "--log-level", level}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	p := &proc{t: t, cmd: cmd, port: port, dir: dir, stdout: &strings.Builder{}, exited: make(chan error, 1)}

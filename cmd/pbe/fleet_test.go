@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -348,6 +350,9 @@ func TestFleet_PausedNodeServesAndWritesNothingAfterItsTenantMoved(t *testing.T)
 	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// The signal stops the process's threads one by one: until the last
+	// one stops, the node may still answer.
+	waitFor(t, "the paused node's threads to stop", func() bool { return stopped(p.cmd.Process.Pid) })
 	// Writes through the gateway are held until the tenant fails over.
 	g.createPost("acme", "while the old owner is paused")
 	after, _ := f.api.GetTenantStrong(context.Background(), "acme")
@@ -382,16 +387,6 @@ func TestFleet_PausedNodeServesAndWritesNothingAfterItsTenantMoved(t *testing.T)
 	})
 	t.Run("the new owner holds everything", func(t *testing.T) {
 		assertTitles(t, g, "acme", []string{"before the pause", "while the old owner is paused"})
-	})
-}
-
-// waitReplicated waits until the object store holds everything tenant id
-// committed, as its node reports.
-func (f *fleet) waitReplicated(id string) {
-	f.t.Helper()
-	waitFor(f.t, id+" to be replicated", func() bool {
-		tn, err := f.api.GetTenantStrong(context.Background(), id)
-		return err == nil && tn.Replication != nil && tn.Replication.TXID > 0 && tn.Replication.ReplicatedTXID == tn.Replication.TXID
 	})
 }
 
@@ -520,10 +515,7 @@ func TestFleet_ObjectStoreOutage(t *testing.T) {
 		}
 	})
 	f.s3.Restart()
-	waitFor(t, "replication to catch up", func() bool {
-		tn, err := f.api.GetTenantStrong(context.Background(), "acme")
-		return err == nil && tn.Replication != nil && tn.Replication.TXID > 0 && tn.Replication.ReplicatedTXID == tn.Replication.TXID
-	})
+	f.waitReplicated("acme")
 	if lost := missing(g, "acme", acked); len(lost) > 0 {
 		t.Fatalf("%d acknowledged writes lost across the outage", len(lost))
 	}
@@ -634,4 +626,23 @@ func TestFleet_SurvivesLosingTheControlPlaneLeader(t *testing.T) {
 	}
 	f.createTenant("newcomer", "async")
 	g.createPost("newcomer", "after the leader died")
+}
+
+// stopped reports whether every thread of process pid is stopped.
+func stopped(pid int) bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			return false
+		}
+		// The state follows the command, which is in parentheses.
+		if i := bytes.LastIndexByte(b, ')'); i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }
