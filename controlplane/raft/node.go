@@ -244,6 +244,10 @@ func (n *Node) openLog(hl *hclogAdapter) error {
 	return nil
 }
 
+// logCacheEntries is how many of the newest log entries are kept in memory
+// (a few times what one append batch carries).
+const logCacheEntries = 1024
+
 // startRaft starts raft (which restores the latest snapshot and replays the
 // log) and bootstraps a node that had no state at all.
 func (n *Node) startRaft(hl *hclogAdapter, snaps raft.SnapshotStore, trans raft.Transport) error {
@@ -251,7 +255,14 @@ func (n *Node) startRaft(hl *hclogAdapter, snaps raft.SnapshotStore, trans raft.
 	if err != nil {
 		return fmt.Errorf("raft: inspect existing state: %w", err)
 	}
-	if n.raft, err = raft.NewRaft(n.raftConfig(hl), n.fsm, n.wal, n.wal, snaps, trans); err != nil {
+	// The newest entries stay in memory: the leader sends them to followers
+	// and a follower applies them right after appending them, so without
+	// the cache both read back from the segment file what they just wrote.
+	logs, err := raft.NewLogCache(logCacheEntries, n.wal)
+	if err != nil {
+		return fmt.Errorf("raft: %w", err)
+	}
+	if n.raft, err = raft.NewRaft(n.raftConfig(hl), n.fsm, logs, n.wal, snaps, trans); err != nil {
 		if rerr := n.fsm.lastRestoreErr(); rerr != nil {
 			return fmt.Errorf("raft: start: %w (snapshot restore failed: %w)", err, rerr)
 		}
