@@ -1,8 +1,6 @@
 package store
 
 import (
-	"bytes"
-	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -241,9 +239,10 @@ var payloadTypes = map[string]reflect.Type{
 
 // EncodeCommand returns the log entry for a command of type typ. payload must
 // be typ's payload struct (or a pointer to it). It fails, with
-// cluster.ErrInvalidInput, for an unknown type, a mismatched payload, a
-// request id longer than MaxRequestIDLen, or a payload JSON cannot encode
-// (a time outside years 0-9999).
+// cluster.ErrInvalidInput, for an unknown type, a mismatched payload or a
+// request id longer than MaxRequestIDLen. A value that encodes but cannot
+// be decoded again (a time past year 9999) is refused by CheckCommand,
+// which Raft's Apply runs before proposing.
 func EncodeCommand(typ, requestID string, now time.Time, payload any) ([]byte, error) {
 	return EncodeAuditedCommand(typ, requestID, now, payload, nil)
 }
@@ -262,15 +261,12 @@ func EncodeAuditedCommand(typ, requestID string, now time.Time, payload any, aud
 	if len(requestID) > MaxRequestIDLen {
 		return nil, cluster.Errorf(cluster.ErrInvalidInput, "request id is %d bytes, at most %d allowed", len(requestID), MaxRequestIDLen)
 	}
-	// The standard library encodes proposals: it refuses values that do
-	// not round-trip (a time past year 9999), where segmentio's encoder,
-	// used for the state machine's own records, writes them.
-	data, err := stdjson.Marshal(payload)
+	data, err := json.Marshal(payload)
 	if err != nil {
 		return nil, cluster.Errorf(cluster.ErrInvalidInput, "encode %s payload: %v", typ, err)
 	}
 	cmd := Command{Type: typ, Version: CommandVersion, RequestID: requestID, Time: now, Data: data, Audit: audit}
-	b, err := stdjson.Marshal(cmd)
+	b, err := json.Marshal(cmd)
 	if err != nil {
 		return nil, cluster.Errorf(cluster.ErrInvalidInput, "encode %s command: %v", typ, err)
 	}
@@ -315,9 +311,11 @@ func (s *Store) CheckCommand(data []byte) error {
 		return cluster.Errorf(cluster.ErrInvalidInput, "%v", err)
 	}
 	payload := reflect.New(payloadTypes[cmd.Type]).Interface()
-	dec := json.NewDecoder(bytes.NewReader(cmd.Data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(payload); err != nil {
+	rest, err := json.Parse(cmd.Data, payload, json.DisallowUnknownFields)
+	if err == nil && len(rest) > 0 {
+		err = fmt.Errorf("unexpected %q after the payload", rest[:min(len(rest), 16)])
+	}
+	if err != nil {
 		return cluster.Errorf(cluster.ErrInvalidInput, "%s payload: %v", cmd.Type, err)
 	}
 	return nil

@@ -27,6 +27,7 @@ func TestJSONMatchesTheStandardLibrary(t *testing.T) {
 		outcome{Type: CmdCreateTenant, Time: at, Value: stdjson.RawMessage(`{"id":"acme"}`)},
 		Command{Type: CmdDeleteTenant, Version: CommandVersion, RequestID: "r1", Time: at, Data: stdjson.RawMessage(`{"id":"acme"}`),
 			Audit: []cluster.AuditEntry{{Action: "tenant_delete", Target: "acme", Actor: "operator:x", IP: "10.0.0.1", Time: at}}},
+		CreateTenant{Tenant: cluster.Tenant{ID: "acme", Name: "bad \xff utf-8", Durability: cluster.DurabilityAsync, Owner: "u1"}},
 		map[string]int{"b": 2, "a": 1},
 	}
 	for _, v := range values {

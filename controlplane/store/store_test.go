@@ -265,9 +265,13 @@ func TestCommand_Encode(t *testing.T) {
 			t.Errorf("got %v, want ErrInvalidInput", err)
 		}
 	})
-	t.Run("unencodable time", func(t *testing.T) {
+	t.Run("undecodable time is refused before proposing", func(t *testing.T) {
 		p := DeleteTenant{ID: "acme", PurgeAfter: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
-		if _, err := EncodeCommand(CmdDeleteTenant, "", t0, p); !errors.Is(err, cluster.ErrInvalidInput) {
+		b, err := EncodeCommand(CmdDeleteTenant, "", t0, p)
+		if err == nil {
+			err = openStore(t).CheckCommand(b)
+		}
+		if !errors.Is(err, cluster.ErrInvalidInput) {
 			t.Errorf("got %v, want ErrInvalidInput", err)
 		}
 	})
@@ -305,6 +309,7 @@ func TestStore_CheckCommand(t *testing.T) {
 		{"future version", `{"type":"purge_tenant","v":2,"time":"2025-01-01T00:00:00Z","data":{"id":"a"}}`, false},
 		{"unknown payload field", `{"type":"purge_tenant","v":1,"time":"2025-01-01T00:00:00Z","data":{"tenant":{}}}`, false},
 		{"payload of wrong shape", `{"type":"purge_tenant","v":1,"time":"2025-01-01T00:00:00Z","data":[1]}`, false},
+		{"unknown nested field", `{"type":"create_tenant","v":1,"time":"2025-01-01T00:00:00Z","data":{"tenant":{"id":"a","colour":"red"}}}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := s.CheckCommand([]byte(tc.data))
