@@ -46,7 +46,9 @@ func (p *platform) startGateway(ctx context.Context, o *serveOptions, checks *he
 	base := http.NewServeMux()
 	base.Handle("GET /healthz", health.LiveHandler())
 	base.Handle("GET /readyz", checks.ReadyHandler())
-	base.Handle("GET "+metricsPath, guardedMetrics(p.metrics, o.clusterSecret, nil))
+	ops := guardedOps(p.metrics, o.clusterSecret, nil)
+	base.Handle("GET "+metricsPath, ops)
+	base.Handle("GET "+pprofPath, ops)
 	base.HandleFunc("/api/cp/internal/", func(w http.ResponseWriter, r *http.Request) {
 		// Only on the control plane's own address, never through the public gateway.
 		cluster.WriteJSONError(w, http.StatusNotFound, cluster.ErrorBody{Code: "not_found", Message: "no such API route"})

@@ -185,6 +185,16 @@ func TestMetrics_AllInOne(t *testing.T) {
 				}
 			})
 		}
+		t.Run("profiles are guarded like metrics", func(t *testing.T) {
+			profiles := s.base() + "/debug/pprof/heap?debug=1"
+			mustStatus(t, s.do("GET", profiles, nil), http.StatusUnauthorized)
+			mustStatus(t, s.do("GET", profiles, nil, "Authorization", "Bearer "+c.access), http.StatusForbidden)
+			r := s.do("GET", profiles, nil, "Authorization", "Bearer "+s.token)
+			mustStatus(t, r, http.StatusOK)
+			if !strings.Contains(string(r.body), "heap profile:") {
+				t.Fatalf("no heap profile in the body: %.200s", r.body)
+			}
+		})
 		t.Run("metrics-addr listener needs no credentials", func(t *testing.T) {
 			// Not s.do: its client dials the main listener whatever the URL.
 			resp, err := http.Get("http://" + s.p.metricsListener.Addr().String() + "/metrics")
@@ -248,38 +258,53 @@ func TestMetrics_ControlPlaneSnapshotAndBadger(t *testing.T) {
 	}
 }
 
-// TestMetrics_NodeAndGatewayGuard is the /metrics guard of a tenant node
-// or gateway process: only the cluster secret opens it (no control plane
-// to check operator tokens with), and a request naming a tenant is the
-// tenant's.
+// TestMetrics_NodeAndGatewayGuard is the guard of a tenant node's or
+// gateway's metrics and profiles: only the cluster secret opens them (no
+// control plane to check operator tokens with), and a request naming a
+// tenant is the tenant's.
 func TestMetrics_NodeAndGatewayGuard(t *testing.T) {
 	reg := metrics.NewRegistry()
 	node := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
-	h := withMetrics(node, guardedMetrics(reg, metricsSecret, nil))
-	for _, tc := range []struct {
-		name string
-		hdr  []string
-		want int
-	}{
-		{"no credentials", nil, http.StatusUnauthorized},
-		{"operator-shaped token", []string{"Authorization", "Bearer pbe_0000000000000000000000000000"}, http.StatusUnauthorized},
-		{"secret as the node header only", []string{cluster.HeaderSecret, metricsSecret}, http.StatusUnauthorized},
-		{"cluster secret", []string{"Authorization", "Bearer " + metricsSecret}, http.StatusOK},
-		{"a tenant's request", []string{cluster.HeaderTenant, "acme", "Authorization", "Bearer " + metricsSecret}, http.StatusTeapot},
+	h := withOps(node, guardedOps(reg, metricsSecret, nil))
+	for _, path := range []struct{ path, body string }{
+		{"/metrics", "process_open_fds"},
+		{"/debug/pprof/", "goroutine"},
+		{"/debug/pprof/goroutine?debug=1", "goroutine profile:"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			req := httptest.NewRequest("GET", "/metrics", nil)
-			for i := 0; i+1 < len(tc.hdr); i += 2 {
-				req.Header.Set(tc.hdr[i], tc.hdr[i+1])
-			}
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, req)
-			if w.Code != tc.want {
-				t.Fatalf("got status %d, want %d", w.Code, tc.want)
-			}
-			if tc.want == http.StatusOK && !strings.Contains(w.Body.String(), "process_open_fds") {
-				t.Fatalf("no metrics in the body: %.200s", w.Body)
-			}
-		})
+		for _, tc := range []struct {
+			name string
+			hdr  []string
+			want int
+		}{
+			{"no credentials", nil, http.StatusUnauthorized},
+			{"operator-shaped token", []string{"Authorization", "Bearer pbe_0000000000000000000000000000"}, http.StatusUnauthorized},
+			{"secret as the node header only", []string{cluster.HeaderSecret, metricsSecret}, http.StatusUnauthorized},
+			{"cluster secret", []string{"Authorization", "Bearer " + metricsSecret}, http.StatusOK},
+			{"a tenant's request", []string{cluster.HeaderTenant, "acme", "Authorization", "Bearer " + metricsSecret}, http.StatusTeapot},
+		} {
+			t.Run(path.path+" "+tc.name, func(t *testing.T) {
+				req := httptest.NewRequest("GET", path.path, nil)
+				for i := 0; i+1 < len(tc.hdr); i += 2 {
+					req.Header.Set(tc.hdr[i], tc.hdr[i+1])
+				}
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != tc.want {
+					t.Fatalf("got status %d, want %d", w.Code, tc.want)
+				}
+				if tc.want == http.StatusOK && !strings.Contains(w.Body.String(), path.body) {
+					t.Fatalf("no %q in the body: %.200s", path.body, w.Body)
+				}
+			})
+		}
 	}
+	t.Run("the command line is not served", func(t *testing.T) {
+		req := httptest.NewRequest("GET", "/debug/pprof/cmdline", nil)
+		req.Header.Set("Authorization", "Bearer "+metricsSecret)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusNotFound || strings.Contains(w.Body.String(), "serve") && strings.Contains(w.Body.String(), "--") {
+			t.Fatalf("got %d %.200s, want 404", w.Code, w.Body)
+		}
+	})
 }

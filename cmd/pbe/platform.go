@@ -161,7 +161,7 @@ func (p *platform) startWithControlPlane(ctx context.Context, o *serveOptions, c
 	checks.Add("disk", p.cp.DiskReady)
 	checks.Add("object_store", objects.Ping)
 	p.metrics.MustRegister(p.cp.MetricsCollector())
-	handler := baseHandler(p.cp.Handler(), checks, guardedMetrics(p.metrics, o.clusterSecret, p.cp))
+	handler := baseHandler(p.cp.Handler(), checks, guardedOps(p.metrics, o.clusterSecret, p.cp))
 	if cluster.Mode(o.mode) != cluster.ModeAllInOne {
 		return handler, nil
 	}
@@ -181,7 +181,7 @@ func (p *platform) startRemoteNode(ctx context.Context, o *serveOptions, checks 
 		return nil, err
 	}
 	p.cpClient = cp
-	return withMetrics(p.node.Handler(o.clusterSecret), guardedMetrics(p.metrics, o.clusterSecret, nil)), nil
+	return withOps(p.node.Handler(o.clusterSecret), guardedOps(p.metrics, o.clusterSecret, nil)), nil
 }
 
 // startControlPlane opens the registry store and starts the control plane.
@@ -382,10 +382,11 @@ func (p *platform) drainSelf(ctx context.Context) {
 
 // baseHandler serves the base domain: the platform API, health and the
 // (guarded) metrics.
-func baseHandler(api http.Handler, checks *health.Checker, metricsHandler http.Handler) http.Handler {
+func baseHandler(api http.Handler, checks *health.Checker, opsHandler http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/api/cp/", api)
-	mux.Handle("GET "+metricsPath, metricsHandler)
+	mux.Handle("GET "+metricsPath, opsHandler)
+	mux.Handle("GET "+pprofPath, opsHandler)
 	mux.Handle("GET /healthz", health.LiveHandler())
 	mux.Handle("GET /readyz", checks.ReadyHandler())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
