@@ -3,6 +3,7 @@ package controlplane
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfig_ValidateArchiveStorageClass(t *testing.T) {
@@ -30,5 +31,24 @@ func TestConfig_ValidateArchiveStorageClass(t *testing.T) {
 				t.Fatalf("got %v, want an error naming ArchiveStorageClass and saying %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestNewRequestID_UniqueAndTimeOrdered(t *testing.T) {
+	seen := map[string]bool{}
+	prev := ""
+	for i := range 1000 {
+		if i%100 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		id := newRequestID()
+		if len(id) != 32 || seen[id] {
+			t.Fatalf("id %d: %q (length %d, seen before: %v)", i, id, len(id), seen[id])
+		}
+		seen[id] = true
+		if i%100 == 0 && id <= prev {
+			t.Fatalf("id %q made a millisecond after %q sorts before it", id, prev)
+		}
+		prev = id
 	}
 }
