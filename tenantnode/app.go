@@ -1,6 +1,7 @@
 package tenantnode
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -13,14 +14,41 @@ import (
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	_ "github.com/pocketbase/pocketbase/migrations" // PocketBase's system migrations
+	"github.com/pocketbase/pocketbase/tools/mailer"
 	"github.com/pocketbase/pocketbase/ui"
 
+	"github.com/pbe/pbe/internal/egress"
 	"github.com/pbe/pbe/tenantnode/hooks"
 )
 
 // errBackupRestore is what a tenant gets for PocketBase's own backup
 // restore, which ends in an execve of the whole process (every tenant down).
 var errBackupRestore = errors.New("restoring a PocketBase backup in place is disabled on this platform (it restarts the whole process); restore the tenant to a point in time with POST /api/cp/tenants/{id}/pitr on the platform API")
+
+// errNoSMTP is what a tenant gets for mail without an SMTP server:
+// PocketBase would otherwise run the node's sendmail program for it.
+var errNoSMTP = errors.New("this tenant has no SMTP server: set one in the admin UI (Settings > Mail settings) to send e-mail")
+
+// guardMail lets a tenant's mail go only to an SMTP server the egress
+// policy allows. The mailer dials by itself, so the server's name is
+// resolved and checked just before sending.
+func guardMail(guard egress.Guard) func(*core.MailerEvent) error {
+	return func(e *core.MailerEvent) error {
+		c, ok := e.Mailer.(*mailer.SMTPClient)
+		if !ok {
+			return errNoSMTP
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), smtpResolveTimeout)
+		defer cancel()
+		if err := guard.CheckHost(ctx, c.Host); err != nil {
+			return fmt.Errorf("the SMTP server of this tenant's mail settings cannot be used: %w", err)
+		}
+		return e.Next()
+	}
+}
+
+// smtpResolveTimeout bounds resolving a tenant's SMTP server name.
+const smtpResolveTimeout = 10 * time.Second
 
 // pbDBOptimizeJob is PocketBase's daily job that runs wal_checkpoint(TRUNCATE);
 // with Litestream attached it waits out the busy timeout and stalls every
@@ -47,6 +75,7 @@ func openApp(dir, tenantID string, cfg Config) (*core.BaseApp, error) {
 		return errBackupRestore
 	})
 	app.OnBackupCreate().BindFunc(createBackup)
+	app.OnMailerSend().BindFunc(guardMail(cfg.Egress))
 	if err := app.Bootstrap(); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}

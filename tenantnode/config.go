@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/internal/egress"
 	"github.com/pbe/pbe/storage"
 	"github.com/pbe/pbe/tenantnode/hooks"
 )
@@ -58,6 +59,11 @@ type Config struct {
 	// (their code stays stored in each tenant).
 	Hooks        hooks.Config
 	DisableHooks bool
+	// Egress is where connections made for a tenant may go: the SMTP
+	// server of its mail settings here (its hooks' through Hooks, the rest
+	// through the process's http.DefaultClient, which pbe serve guards).
+	// The zero value allows public addresses only.
+	Egress egress.Guard
 }
 
 // Defaults.

@@ -70,6 +70,9 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if p.node != nil {
+		guardTenantHTTP(o)
+	}
 	token := ""
 	if p.cp != nil {
 		token = p.cp.GeneratedToken()
@@ -93,6 +96,19 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer) err
 		logger.Info("stopped")
 	}
 	return err
+}
+
+// tenantHTTPTimeout bounds connecting, the TLS handshake and waiting for
+// response headers on connections PocketBase makes for a tenant.
+const tenantHTTPTimeout = 30 * time.Second
+
+// guardTenantHTTP makes http.DefaultClient, which PocketBase uses for a
+// tenant's S3 storage and backups, its OAuth2 providers and files fetched
+// by URL, connect only where the egress policy allows. pbe's own clients
+// never use it. (The policy was checked by startPlatform.)
+func guardTenantHTTP(o serveOptions) {
+	g, _ := o.egressGuard()
+	http.DefaultClient = &http.Client{Transport: g.Transport(tenantHTTPTimeout)}
 }
 
 // startPlatform opens every part of the mode behind listener ln; on
@@ -257,6 +273,9 @@ func (p *platform) startTenantNode(ctx context.Context, o *serveOptions, objects
 		return nil, err
 	}
 	cfg.Hooks = hc
+	if cfg.Egress, err = o.egressGuard(); err != nil {
+		return nil, err
+	}
 	if p.node, err = tenantnode.NewManager(cfg, objects, cp); err != nil {
 		return nil, err
 	}

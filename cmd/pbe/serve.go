@@ -19,6 +19,7 @@ import (
 	"github.com/pbe/pbe/controlplane/raft"
 	"github.com/pbe/pbe/controlplane/store"
 	"github.com/pbe/pbe/gateway"
+	"github.com/pbe/pbe/internal/egress"
 	_ "github.com/pbe/pbe/storage/file" // file:// object stores
 	_ "github.com/pbe/pbe/storage/s3"   // s3:// object stores
 	"github.com/pbe/pbe/tenantnode"
@@ -59,8 +60,8 @@ type serveOptions struct {
 	hookCPULimit  time.Duration
 	hookCPUMinute time.Duration
 	hookRuntimes  int
-	hookHTTPAllow string
-	hookHTTPDeny  string
+	egressAllow   string
+	egressDeny    string
 
 	// Customer accounts and e-mail.
 	smtp              string
@@ -165,8 +166,8 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.DurationVar(&o.hookCPULimit, "hook-cpu-limit", o.hookCPULimit, "CPU time one run of a tenant hook may use before it is stopped")
 	f.DurationVar(&o.hookCPUMinute, "hook-cpu-per-minute", o.hookCPUMinute, "CPU time all of one tenant's hook runs may use per minute; past it they are refused with 429 until the minute ends")
 	f.IntVar(&o.hookRuntimes, "hook-runtimes", o.hookRuntimes, "JavaScript runtimes per tenant: how many of its hooks may run at once")
-	f.StringVar(&o.hookHTTPAllow, "hook-http-allow", "", "comma-separated CIDRs hooks may reach with $http.send although not public (e.g. a partner service on a private network)")
-	f.StringVar(&o.hookHTTPDeny, "hook-http-deny", "", "comma-separated CIDRs hooks may not reach besides the non-public ranges (the platform's own public addresses)")
+	f.StringVar(&o.egressAllow, "egress-allow", "", "comma-separated CIDRs tenants may reach although not public: their hooks' $http.send, the S3 and SMTP servers of their own settings, their OAuth2 providers (e.g. a mail relay on a private network)")
+	f.StringVar(&o.egressDeny, "egress-deny", "", "comma-separated CIDRs tenants may not reach besides the non-public ranges (the platform's own public addresses)")
 	f.BoolVar(&o.allowTenantHeader, "allow-tenant-header", o.allowTenantHeader, "let the X-Tenant-ID header select a tenant on the base domain (default true in all-in-one, false in gateway mode)")
 	f.Var(&o.maxBody, "max-body", "largest request body accepted (e.g. 32MiB)")
 	f.DurationVar(&o.deleteGrace, "delete-grace", o.deleteGrace, "how long a deleted tenant's data is kept so it can be restored")
@@ -325,28 +326,39 @@ func newLogger(o serveOptions, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// hooksConfig is the tenant hooks' limits from the options. The node's own
-// address, when it is a public IP, is added to the ranges hooks may not
-// reach.
+// egressGuard is where connections made for tenants may go: public
+// addresses and --egress-allow, except --egress-deny and this node's own
+// address when it is a public IP.
+func (o *serveOptions) egressGuard() (egress.Guard, error) {
+	var g egress.Guard
+	var err error
+	if g.Allow, err = parsePrefixes("--egress-allow", o.egressAllow); err != nil {
+		return g, err
+	}
+	if g.Deny, err = parsePrefixes("--egress-deny", o.egressDeny); err != nil {
+		return g, err
+	}
+	for _, addr := range []string{o.httpAddr, o.advertiseHTTP} {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+				g.Deny = append(g.Deny, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
+			}
+		}
+	}
+	return g, nil
+}
+
+// hooksConfig is the tenant hooks' limits from the options.
 func (o *serveOptions) hooksConfig() (hooks.Config, error) {
 	c := hooks.DefaultConfig()
 	c.CPULimit = o.hookCPULimit
 	c.CPUPerMinute = o.hookCPUMinute
 	c.Runtimes = o.hookRuntimes
-	var err error
-	if c.HTTPAllow, err = parsePrefixes("--hook-http-allow", o.hookHTTPAllow); err != nil {
+	g, err := o.egressGuard()
+	if err != nil {
 		return c, err
 	}
-	if c.HTTPDeny, err = parsePrefixes("--hook-http-deny", o.hookHTTPDeny); err != nil {
-		return c, err
-	}
-	for _, addr := range []string{o.httpAddr, o.advertiseHTTP} {
-		if host, _, err := net.SplitHostPort(addr); err == nil {
-			if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
-				c.HTTPDeny = append(c.HTTPDeny, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
-			}
-		}
-	}
+	c.HTTPAllow, c.HTTPDeny = g.Allow, g.Deny
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("--hook-cpu-limit, --hook-cpu-per-minute and --hook-runtimes: %w", err)
 	}

@@ -8,80 +8,28 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
-	"net"
 	"net/http"
-	"net/netip"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pocketbase/pocketbase/plugins/jsvm"
 	"github.com/pocketbase/pocketbase/tools/filesystem"
 	"github.com/spf13/cast"
+
+	"github.com/pbe/pbe/internal/egress"
 )
 
-// safeClient is the HTTP client of tenant code. It connects only to
-// public addresses: the check runs on the address actually dialled (after
-// DNS, for every redirect), so a name that resolves to 127.0.0.1 or a
-// rebinding DNS server gains nothing. It ignores proxy settings, and
-// bounds time and response size.
+// safeClient is the HTTP client of tenant code. It connects only where
+// the node's egress policy allows (public addresses; see package egress),
+// ignores proxy settings, and bounds time and response size.
 type safeClient struct {
 	client   *http.Client
 	timeout  time.Duration
 	maxBytes int64
 }
 
-// blockedRanges are not public: loopback, private, link-local (cloud
-// metadata at 169.254.169.254), CGNAT, multicast, reserved and the like.
-var blockedRanges = func() []netip.Prefix {
-	var ps []netip.Prefix
-	for _, s := range []string{
-		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-		"192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
-		"203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-		"::/128", "::1/128", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
-		"2002::/16", "fc00::/7", "fe80::/10", "ff00::/8",
-	} {
-		ps = append(ps, netip.MustParsePrefix(s))
-	}
-	return ps
-}()
-
-// errNotPublic refuses a connection to an address that is not public.
-var errNotPublic = errors.New("hooks may only connect to public internet addresses")
-
 func newSafeClient(cfg Config) *safeClient {
-	deny := append(append([]netip.Prefix{}, blockedRanges...), cfg.HTTPDeny...)
-	allow := cfg.HTTPAllow
-	dialer := &net.Dialer{
-		Timeout: cfg.HTTPTimeout,
-		Control: func(network, address string, _ syscall.RawConn) error {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil {
-				return fmt.Errorf("%w: %s", errNotPublic, address)
-			}
-			ip := ap.Addr().Unmap()
-			for _, p := range allow {
-				if p.Contains(ip) {
-					return nil
-				}
-			}
-			for _, p := range deny {
-				if p.Contains(ip) {
-					return fmt.Errorf("%w: %s is not one", errNotPublic, ip)
-				}
-			}
-			return nil
-		},
-	}
-	transport := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		TLSHandshakeTimeout:   cfg.HTTPTimeout,
-		ResponseHeaderTimeout: cfg.HTTPTimeout,
-		MaxIdleConnsPerHost:   2,
-		IdleConnTimeout:       30 * time.Second,
-	}
+	transport := egress.Guard{Allow: cfg.HTTPAllow, Deny: cfg.HTTPDeny}.Transport(cfg.HTTPTimeout)
 	return &safeClient{
 		client: &http.Client{
 			Transport: transport,
