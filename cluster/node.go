@@ -118,6 +118,10 @@ type Route struct {
 const (
 	// HeaderSecret carries the cluster secret.
 	HeaderSecret = "X-Pbe-Secret"
+	// HeaderClientIP is the client's address as the gateway or the
+	// forwarding control-plane node that received the request saw it. The
+	// control plane believes it only with a valid HeaderSecret.
+	HeaderClientIP = "X-Pbe-Client-Ip"
 	// HeaderTenant names the tenant a proxied request is for.
 	HeaderTenant = "X-Pbe-Tenant"
 	// HeaderEpoch is the ownership epoch the gateway routed at.

@@ -26,7 +26,7 @@ func (c *ControlPlane) Handler() http.Handler {
 	for _, rt := range c.routes() {
 		mux.Handle(rt.method+" "+rt.path, c.guarded(rt))
 	}
-	return tracing.Handler("cp.api", serverTiming(c.nameLeader(jsonRouteErrors(mux))))
+	return tracing.Handler("cp.api", serverTiming(c.withClientIP(c.nameLeader(jsonRouteErrors(mux)))))
 }
 
 // guarded wraps a route's handler with its authentication.

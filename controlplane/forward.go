@@ -41,6 +41,10 @@ func newLeaderProxy(c *ControlPlane) *leaderProxy {
 			pr.SetURL(pr.In.Context().Value(leaderURLKey{}).(*url.URL))
 			pr.Out.Host = pr.In.Host
 			pr.Out.Header.Set(ForwardedHeader, c.cfg.NodeID)
+			if c.cfg.ClusterSecret != "" {
+				pr.Out.Header.Set(cluster.HeaderClientIP, clientIP(pr.In))
+				pr.Out.Header.Set(cluster.HeaderSecret, c.cfg.ClusterSecret)
+			}
 		},
 		Transport: &http.Transport{
 			DialContext:           (&net.Dialer{Timeout: 3 * time.Second}).DialContext,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -165,13 +166,36 @@ func principal(r *http.Request) auth.Principal {
 	return p
 }
 
-// clientIP is the caller's address as this node sees it.
+// clientIP is the caller's address: as a gateway or a forwarding
+// control-plane node vouched for it (see withClientIP), or as this node
+// sees the connection.
 func clientIP(r *http.Request) string {
+	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok {
+		return ip
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+type clientIPKey struct{}
+
+// withClientIP believes cluster.HeaderClientIP on requests that carry the
+// cluster secret (from a gateway, or a follower forwarding to the leader)
+// and removes it from every request.
+func (c *ControlPlane) withClientIP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claimed := r.Header.Get(cluster.HeaderClientIP)
+		secret := r.Header.Get(cluster.HeaderSecret)
+		r.Header.Del(cluster.HeaderClientIP)
+		r.Header.Del(cluster.HeaderSecret)
+		if ip, err := netip.ParseAddr(claimed); err == nil && c.cfg.ClusterSecret != "" && auth.IsClusterSecret(c.cfg.ClusterSecret, secret) {
+			r = r.WithContext(context.WithValue(r.Context(), clientIPKey{}, ip.String()))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // ownedTenant returns tenant id if the caller may act on it: operators

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -31,7 +32,12 @@ type platformProxy struct {
 // to one node only. When no node answers, the client gets a 503 JSON error
 // with Retry-After. URLs that are not absolute http(s) URLs are logged and
 // ignored. The handler is safe for concurrent use.
-func NewPlatformProxy(controlPlaneURLs []string, logger *slog.Logger) http.Handler {
+//
+// With clusterSecret set, each request tells the control plane the
+// client's address (cluster.HeaderClientIP, vouched for by the secret), so
+// that its per-address login limits and audit entries see the client
+// rather than the gateway.
+func NewPlatformProxy(controlPlaneURLs []string, clusterSecret string, logger *slog.Logger) http.Handler {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -45,7 +51,7 @@ func NewPlatformProxy(controlPlaneURLs []string, logger *slog.Logger) http.Handl
 		p.targets = append(p.targets, u)
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:        rewritePlatform,
+		Rewrite:        func(pr *httputil.ProxyRequest) { rewritePlatform(pr, clusterSecret) },
 		Transport:      newHopTransport(),
 		FlushInterval:  -1,
 		ModifyResponse: stripResponseHeaders,
@@ -92,11 +98,15 @@ func (p *platformProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // rewritePlatform sends the request to the attempt's control-plane node,
 // keeping the client's Host so that the control plane sees the public
 // base domain.
-func rewritePlatform(pr *httputil.ProxyRequest) {
+func rewritePlatform(pr *httputil.ProxyRequest, clusterSecret string) {
 	stripInternalHeaders(pr.Out.Header)
 	pr.SetURL(attemptFrom(pr.In.Context()).target)
 	pr.Out.Host = pr.In.Host
 	pr.SetXForwarded()
+	if host, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil && clusterSecret != "" {
+		pr.Out.Header.Set(cluster.HeaderClientIP, host)
+		pr.Out.Header.Set(cluster.HeaderSecret, clusterSecret)
+	}
 	tracing.Inject(pr.Out.Context(), pr.Out.Header)
 }
 

@@ -24,7 +24,7 @@ func TestPlatformProxy_FailsOver(t *testing.T) {
 	}))
 	t.Cleanup(cp2.Close)
 	quiet := slog.New(slog.DiscardHandler)
-	h := NewPlatformProxy([]string{"http://" + deadAddr(t), cp2.URL + "/"}, quiet)
+	h := NewPlatformProxy([]string{"http://" + deadAddr(t), cp2.URL + "/"}, "", quiet)
 	front := httptest.NewServer(h)
 	t.Cleanup(front.Close)
 
@@ -48,7 +48,7 @@ func TestPlatformProxy_FailsOver(t *testing.T) {
 		}
 	})
 	t.Run("none answers", func(t *testing.T) {
-		h := NewPlatformProxy([]string{"http://" + deadAddr(t), "http://" + deadAddr(t), "not a url"}, quiet)
+		h := NewPlatformProxy([]string{"http://" + deadAddr(t), "http://" + deadAddr(t), "not a url"}, "", quiet)
 		srv := httptest.NewServer(h)
 		t.Cleanup(srv.Close)
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/cp/tenants", nil)

@@ -53,7 +53,7 @@ func (p *platform) startGateway(ctx context.Context, o *serveOptions, checks *he
 		// Only on the control plane's own address, never through the public gateway.
 		cluster.WriteJSONError(w, http.StatusNotFound, cluster.ErrorBody{Code: "not_found", Message: "no such API route"})
 	})
-	base.Handle("/", gateway.NewPlatformProxy(urls, logger))
+	base.Handle("/", gateway.NewPlatformProxy(urls, o.clusterSecret, logger))
 
 	gwCfg := gateway.DefaultConfig()
 	gwCfg.Domain = o.domain
