@@ -13,6 +13,7 @@
 package controlplane
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -55,6 +56,9 @@ type Config struct {
 	DeleteGrace time.Duration
 	// PurgeInterval is how often the leader purges tenants past their grace.
 	PurgeInterval time.Duration
+	// SessionPruneInterval is how often the leader deletes expired
+	// customer sessions (0: DefaultSessionPruneInterval).
+	SessionPruneInterval time.Duration
 	// ApplyTimeout bounds one write through Raft.
 	ApplyTimeout time.Duration
 	// MaxBodyBytes limits platform API request bodies.
@@ -112,8 +116,11 @@ type Config struct {
 const (
 	DefaultDeleteGrace   = 7 * 24 * time.Hour
 	DefaultPurgeInterval = time.Minute
-	DefaultApplyTimeout  = 10 * time.Second
-	DefaultMaxBodyBytes  = 1 << 20
+	// DefaultSessionPruneInterval: expired sessions are refused at once;
+	// deleting them is housekeeping.
+	DefaultSessionPruneInterval = time.Hour
+	DefaultApplyTimeout         = 10 * time.Second
+	DefaultMaxBodyBytes         = 1 << 20
 )
 
 // DefaultConfig returns single-node defaults.
@@ -251,6 +258,7 @@ func (c *ControlPlane) Start(ctx context.Context) error {
 	c.reloadKeys()
 	c.goBackground(c.leadership)
 	c.goBackground(c.purger)
+	c.goBackground(c.sessionPruner)
 	c.goBackground(c.failover)
 	c.goBackground(c.hooks.run)
 	c.goBackground(c.backupScheduler)
@@ -492,6 +500,37 @@ func (c *ControlPlane) purger(ctx context.Context) {
 		}
 	}
 }
+
+// sessionPruner deletes, on the leader, the sessions that expired: those
+// of customers who never log in again (a login prunes the customer's
+// own). Each command deletes a bounded number, so no Raft entry or Badger
+// transaction grows with the number of customers.
+func (c *ControlPlane) sessionPruner(ctx context.Context) {
+	t := time.NewTicker(cmp.Or(c.cfg.SessionPruneInterval, DefaultSessionPruneInterval))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for more := c.raft.IsLeader(); more && ctx.Err() == nil; {
+			res, err := c.apply(ctx, store.CmdPruneSessions, "", store.PruneSessions{Limit: sessionPruneBatch})
+			if err != nil {
+				c.logger.Warn("prune expired sessions", "error", err)
+				break
+			}
+			p := res.(store.PrunedSessions)
+			if p.Deleted > 0 {
+				c.logger.Info("expired sessions deleted", "sessions", p.Deleted)
+			}
+			more = p.More
+		}
+	}
+}
+
+// sessionPruneBatch is how many expired sessions one command deletes.
+const sessionPruneBatch = 1000
 
 func (c *ControlPlane) purgeExpired(ctx context.Context) {
 	deleted, err := c.store.Tenants(store.TenantFilter{State: cluster.TenantDeleted})

@@ -96,6 +96,7 @@ var handlers = map[string]handler{
 	CmdCreateSession:      {applyCreateSession, resultAs[cluster.Session]},
 	CmdRotateSession:      {applyRotateSession, resultAs[cluster.Session]},
 	CmdDeleteSession:      {applyDeleteSession, resultAs[cluster.Session]},
+	CmdPruneSessions:      {applyPruneSessions, resultAs[PrunedSessions]},
 	CmdCreateTicket:       {applyCreateTicket, resultAs[Ticket]},
 	CmdRedeemTicket:       {applyRedeemTicket, resultAs[Ticket]},
 	CmdCreateQuotaRequest: {applyCreateQuotaRequest, resultAs[cluster.QuotaRequest]},
@@ -277,7 +278,7 @@ func (s *Store) applyBatch(indexes []uint64, data [][]byte, values []any, errs [
 // one: a reused refresh token ends its session as it is refused).
 func (s *Store) bumpAuth(cmd *Command) {
 	switch cmd.Type {
-	case CmdUpdateUser, CmdDeleteUser, CmdDeleteSession, CmdRotateSession, CmdRevokeToken:
+	case CmdUpdateUser, CmdDeleteUser, CmdDeleteSession, CmdPruneSessions, CmdRotateSession, CmdRevokeToken:
 		s.authGen.Add(1)
 	}
 }

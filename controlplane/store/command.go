@@ -33,6 +33,7 @@ const (
 	CmdCreateSession      = "create_session"
 	CmdRotateSession      = "rotate_session"
 	CmdDeleteSession      = "delete_session"
+	CmdPruneSessions      = "prune_sessions"
 	CmdCreateTicket       = "create_ticket"
 	CmdRedeemTicket       = "redeem_ticket"
 	CmdCreateQuotaRequest = "create_quota_request"
@@ -225,6 +226,7 @@ var payloadTypes = map[string]reflect.Type{
 	CmdCreateSession:      reflect.TypeFor[CreateSession](),
 	CmdRotateSession:      reflect.TypeFor[RotateSession](),
 	CmdDeleteSession:      reflect.TypeFor[DeleteSession](),
+	CmdPruneSessions:      reflect.TypeFor[PruneSessions](),
 	CmdCreateTicket:       reflect.TypeFor[CreateTicket](),
 	CmdRedeemTicket:       reflect.TypeFor[RedeemTicket](),
 	CmdCreateQuotaRequest: reflect.TypeFor[CreateQuotaRequest](),

@@ -124,6 +124,17 @@ type (
 	DeleteSession struct {
 		ID string `json:"id"`
 	}
+	// PruneSessions deletes up to Limit sessions that expired before the
+	// command's time (those of customers who never came back).
+	PruneSessions struct {
+		Limit int `json:"limit"`
+	}
+	// PrunedSessions is PruneSessions' result: how many it deleted, and
+	// whether expired ones remain.
+	PrunedSessions struct {
+		Deleted int  `json:"deleted"`
+		More    bool `json:"more"`
+	}
 	// CreateTicket stores a one-time SSO ticket.
 	CreateTicket struct {
 		Ticket Ticket `json:"ticket"`
@@ -423,6 +434,37 @@ func applyDeleteSession(a *applyCtx) (any, *cluster.Error, error) {
 		return nil, cluster.Errorf(cluster.ErrNotFound, "session %q not found", p.ID), nil
 	}
 	return s.Session, nil, deleteSession(a.txn, s.UserID, s.ID)
+}
+
+func applyPruneSessions(a *applyCtx) (any, *cluster.Error, error) {
+	p, err := decodePayload[PruneSessions](a.cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.Limit <= 0 {
+		return nil, cluster.Errorf(cluster.ErrInvalidInput, "prune sessions: limit must be positive"), nil
+	}
+	var expired []StoredSession
+	more := false
+	err = scanJSON(a.txn, prefixSession, func(s *StoredSession) {
+		if s.ExpiresAt.After(a.now) {
+			return
+		}
+		if len(expired) == p.Limit {
+			more = true
+			return
+		}
+		expired = append(expired, *s)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range expired {
+		if err := deleteSession(a.txn, s.UserID, s.ID); err != nil {
+			return nil, nil, err
+		}
+	}
+	return PrunedSessions{Deleted: len(expired), More: more}, nil, nil
 }
 
 func applyCreateTicket(a *applyCtx) (any, *cluster.Error, error) {

@@ -125,6 +125,43 @@ func TestSessions_RotateAndReuse(t *testing.T) {
 	}
 }
 
+func TestSessions_PruneExpired(t *testing.T) {
+	s := openStore(t)
+	exp := t0.Add(time.Hour)
+	for _, u := range []string{"u1", "u2"} {
+		mustApply(t, s, createUser(u, u+"@example.com", 1))
+	}
+	session := func(id, user string, expires time.Time) cmd {
+		return cmd{typ: CmdCreateSession, payload: CreateSession{Session: StoredSession{
+			Session: cluster.Session{ID: id, UserID: user, Kind: cluster.SessionLogin, ExpiresAt: expires}, RefreshHash: "h"}}}
+	}
+	mustApply(t, s, session("old-1", "u1", exp))
+	mustApply(t, s, session("old-2", "u2", exp))
+	mustApply(t, s, session("old-3", "u2", exp))
+	mustApply(t, s, session("live", "u1", exp.Add(24*time.Hour)))
+	prune := func(limit int) PrunedSessions {
+		t.Helper()
+		return mustApply(t, s, cmd{typ: CmdPruneSessions, at: exp.Add(time.Minute), payload: PruneSessions{Limit: limit}}).(PrunedSessions)
+	}
+	if got := prune(2); got.Deleted != 2 || !got.More {
+		t.Fatalf("first prune: %+v, want 2 deleted and more", got)
+	}
+	if got := prune(2); got.Deleted != 1 || got.More {
+		t.Fatalf("second prune: %+v, want 1 deleted and no more", got)
+	}
+	if got := prune(2); got.Deleted != 0 || got.More {
+		t.Fatalf("third prune: %+v, want nothing", got)
+	}
+	if ss, _ := s.Sessions("u1"); len(ss) != 1 || ss[0].ID != "live" {
+		t.Fatalf("u1's sessions: %+v, want only the live one", ss)
+	}
+	if ss, _ := s.Sessions("u2"); len(ss) != 0 {
+		t.Fatalf("u2's sessions: %+v, want none", ss)
+	}
+	_, err := applyNext(t, s, cmd{typ: CmdPruneSessions, payload: PruneSessions{}})
+	wantCode(t, err, cluster.ErrInvalidInput)
+}
+
 func TestUsers_PasswordChangeEndsOtherSessions(t *testing.T) {
 	s := openStore(t)
 	mustApply(t, s, createUser("u1", "a@example.com", 1))
