@@ -487,16 +487,22 @@ func (c *ControlPlane) TenantByDomain(d string) (cluster.Tenant, error) {
 // purger removes, on the leader, the data and then the record of tenants
 // whose grace period is over.
 func (c *ControlPlane) purger(ctx context.Context) {
-	t := time.NewTicker(c.cfg.PurgeInterval)
+	c.everyTickAsLeader(ctx, c.cfg.PurgeInterval, c.purgeExpired)
+}
+
+// everyTickAsLeader calls fn every tick while this node leads, until ctx
+// ends: the leader's periodic work.
+func (c *ControlPlane) everyTickAsLeader(ctx context.Context, tick time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if c.raft.IsLeader() {
-				c.purgeExpired(ctx)
-			}
+		}
+		if c.raft.IsLeader() {
+			fn(ctx)
 		}
 	}
 }
@@ -506,26 +512,22 @@ func (c *ControlPlane) purger(ctx context.Context) {
 // own). Each command deletes a bounded number, so no Raft entry or Badger
 // transaction grows with the number of customers.
 func (c *ControlPlane) sessionPruner(ctx context.Context) {
-	t := time.NewTicker(cmp.Or(c.cfg.SessionPruneInterval, DefaultSessionPruneInterval))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	c.everyTickAsLeader(ctx, cmp.Or(c.cfg.SessionPruneInterval, DefaultSessionPruneInterval), c.pruneSessions)
+}
+
+// pruneSessions deletes every expired session, a batch per command.
+func (c *ControlPlane) pruneSessions(ctx context.Context) {
+	for more := true; more && ctx.Err() == nil; {
+		res, err := c.apply(ctx, store.CmdPruneSessions, "", store.PruneSessions{Limit: sessionPruneBatch})
+		if err != nil {
+			c.logger.Warn("prune expired sessions", "error", err)
 			return
-		case <-t.C:
 		}
-		for more := c.raft.IsLeader(); more && ctx.Err() == nil; {
-			res, err := c.apply(ctx, store.CmdPruneSessions, "", store.PruneSessions{Limit: sessionPruneBatch})
-			if err != nil {
-				c.logger.Warn("prune expired sessions", "error", err)
-				break
-			}
-			p := res.(store.PrunedSessions)
-			if p.Deleted > 0 {
-				c.logger.Info("expired sessions deleted", "sessions", p.Deleted)
-			}
-			more = p.More
+		p := res.(store.PrunedSessions)
+		if p.Deleted > 0 {
+			c.logger.Info("expired sessions deleted", "sessions", p.Deleted)
 		}
+		more = p.More
 	}
 }
 

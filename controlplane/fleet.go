@@ -320,35 +320,31 @@ func (c *ControlPlane) assignTo(ctx context.Context, t cluster.Tenant, to string
 // failover declares down, on the leader, every node whose lease ran out,
 // and moves its tenants to live nodes.
 func (c *ControlPlane) failover(ctx context.Context) {
-	t := time.NewTicker(failoverTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !c.raft.IsLeader() || !c.fleet.settled(c.cfg.Lease, c.cfg.FailoverMargin) {
+	c.everyTickAsLeader(ctx, failoverTick, c.failoverOnce)
+}
+
+// failoverOnce is one round of failover.
+func (c *ControlPlane) failoverOnce(ctx context.Context) {
+	if !c.fleet.settled(c.cfg.Lease, c.cfg.FailoverMargin) {
+		return
+	}
+	nodes, err := c.store.Nodes()
+	if err != nil {
+		return
+	}
+	for _, n := range nodes {
+		if n.State == cluster.NodeDown || c.fleet.alive(n.ID, c.cfg.Lease, c.cfg.FailoverMargin) {
 			continue
 		}
-		nodes, err := c.store.Nodes()
-		if err != nil {
+		if _, err := c.apply(ctx, store.CmdSetNodeState, "", store.SetNodeState{ID: n.ID, State: cluster.NodeDown, ExpectedVersion: n.Version}); err != nil {
+			c.logger.Warn("declare node down", "tenant_node", n.ID, "error", err)
 			continue
 		}
-		for _, n := range nodes {
-			if n.State == cluster.NodeDown || c.fleet.alive(n.ID, c.cfg.Lease, c.cfg.FailoverMargin) {
-				continue
-			}
-			if _, err := c.apply(ctx, store.CmdSetNodeState, "", store.SetNodeState{ID: n.ID, State: cluster.NodeDown, ExpectedVersion: n.Version}); err != nil {
-				c.logger.Warn("declare node down", "tenant_node", n.ID, "error", err)
-				continue
-			}
-			c.logger.Warn("tenant node lost its lease: moving its tenants", "tenant_node", n.ID)
-			c.orphans.Store(true)
-		}
-		if c.orphans.Load() {
-			c.orphans.Store(!c.rehome(ctx))
-		}
+		c.logger.Warn("tenant node lost its lease: moving its tenants", "tenant_node", n.ID)
+		c.orphans.Store(true)
+	}
+	if c.orphans.Load() {
+		c.orphans.Store(!c.rehome(ctx))
 	}
 }
 

@@ -43,20 +43,13 @@ func (c *ControlPlane) eachActiveTenant(ctx context.Context, tick, def time.Dura
 	if tick <= 0 {
 		tick = def
 	}
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	c.everyTickAsLeader(ctx, tick, func(ctx context.Context) {
+		if c.objects == nil {
 			return
-		case <-t.C:
-		}
-		if !c.raft.IsLeader() || c.objects == nil {
-			continue
 		}
 		ts, err := c.store.Tenants(store.TenantFilter{State: cluster.TenantActive})
 		if err != nil {
-			continue
+			return
 		}
 		for _, tn := range ts {
 			if ctx.Err() != nil {
@@ -64,7 +57,7 @@ func (c *ControlPlane) eachActiveTenant(ctx context.Context, tick, def time.Dura
 			}
 			fn(tn)
 		}
-	}
+	})
 }
 
 // scheduledBackup makes t's backup if one is due, and prunes old ones.
