@@ -63,13 +63,16 @@ func (m *Manager) heartbeat(ctx context.Context) error {
 	if reply.State == cluster.NodeDown || reply.LeaseMillis <= 0 {
 		return errNodeDown
 	}
-	d := time.Duration(reply.LeaseMillis) * time.Millisecond
-	m.lease.extend(sent.Add(d - time.Duration(float64(d)*leaseSafety)))
-	m.draining.Store(reply.State == cluster.NodeDraining)
+	// Disowned tenants are fenced before the lease is extended: a node
+	// waking from a pause past its lease must not upload, even for a
+	// moment, to the replica of a tenant that has moved.
 	for _, id := range reply.Disowned {
 		m.logger.Warn("control plane says the node no longer owns a tenant: stopping it", "tenant", id)
 		m.disown(id)
 	}
+	d := time.Duration(reply.LeaseMillis) * time.Millisecond
+	m.lease.extend(sent.Add(d - time.Duration(float64(d)*leaseSafety)))
+	m.draining.Store(reply.State == cluster.NodeDraining)
 	return nil
 }
 
