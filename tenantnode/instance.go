@@ -51,6 +51,8 @@ type instance struct {
 	metrics *metrics.Tenant
 	// hooks runs the tenant's JavaScript hooks; nil when the node runs none.
 	hooks *hooks.Pool
+	// fence admits the replicas' writes; closed once replication stops.
+	fence *fence
 }
 
 // tenantPaths is a tenant's local cache directory:
@@ -430,13 +432,13 @@ func (m *Manager) replicaClient(id string, epoch uint64, name string) (litestrea
 // attach starts replication of the tenant's databases at its epoch.
 func (m *Manager) attach(inst *instance) error {
 	id := inst.tenant.ID
-	allow := func() bool { return m.mayUpload(id) }
+	inst.fence = newFence(func() bool { return m.mayUpload(id) })
 	for _, name := range replicatedDBs {
 		client, err := m.replicaClient(id, inst.tenant.Epoch, name)
 		if err != nil {
 			return err
 		}
-		client = fencedClient{ReplicaClient: client, allow: allow}
+		client = fencedClient{ReplicaClient: client, fence: inst.fence}
 		db, err := m.repl.Attach(filepath.Join(inst.paths.pbData, name), filepath.Join(inst.paths.meta, name), client)
 		if err != nil {
 			return err
@@ -476,6 +478,11 @@ func (m *Manager) closeInstance(ctx context.Context, inst *instance) error {
 			errs = append(errs, fmt.Errorf("sync %s: %w", filepath.Base(db.Path()), err))
 		}
 		if err := m.repl.Detach(ctx, db.Path()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if inst.fence != nil {
+		if err := inst.fence.close(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}

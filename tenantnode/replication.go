@@ -3,7 +3,9 @@ package tenantnode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/benbjohnson/litestream"
@@ -17,34 +19,83 @@ import (
 // node lost its lease or no longer owns the tenant.
 var errFenced = errors.New("replication fenced: this node no longer holds the tenant")
 
-// fencedClient refuses every write to the object store unless allow says
-// the node still holds the tenant. The check narrows, but cannot close, the
-// window in which a paused node's upload lands after the tenant moved: the
-// epoch in the replica path is what makes such an upload harmless.
+// fencedClient refuses every write to the object store unless its fence
+// lets it through: while the node still holds the tenant, and until the
+// instance that owns the client has closed. The node check narrows, but
+// cannot close, the window in which a paused node's upload lands after the
+// tenant moved: the epoch in the replica path is what makes such an upload
+// harmless.
 type fencedClient struct {
 	litestream.ReplicaClient
-	allow func() bool
+	fence *fence
 }
 
 func (c fencedClient) WriteLTXFile(ctx context.Context, level int, minTXID, maxTXID ltx.TXID, r io.Reader) (*ltx.FileInfo, error) {
-	if !c.allow() {
+	if !c.fence.begin() {
 		return nil, errFenced
 	}
+	defer c.fence.end()
 	return c.ReplicaClient.WriteLTXFile(ctx, level, minTXID, maxTXID, r)
 }
 
 func (c fencedClient) DeleteLTXFiles(ctx context.Context, a []*ltx.FileInfo) error {
-	if !c.allow() {
+	if !c.fence.begin() {
 		return errFenced
 	}
+	defer c.fence.end()
 	return c.ReplicaClient.DeleteLTXFiles(ctx, a)
 }
 
 func (c fencedClient) DeleteAll(ctx context.Context) error {
-	if !c.allow() {
+	if !c.fence.begin() {
 		return errFenced
 	}
+	defer c.fence.end()
 	return c.ReplicaClient.DeleteAll(ctx)
+}
+
+// fence admits an instance's replica writes while allow says the node
+// holds the tenant, until close. Litestream's compaction runs beside each
+// database, not under it, and can still be writing when the database has
+// closed; close refuses new writes and waits for those under way, so that
+// once a tenant is released nothing more reaches its replica (an archive
+// may then delete it, a new owner read it).
+type fence struct {
+	allow  func() bool
+	mu     sync.Mutex
+	closed bool
+	writes sync.WaitGroup
+}
+
+func newFence(allow func() bool) *fence { return &fence{allow: allow} }
+
+// begin admits one write, which end must follow.
+func (f *fence) begin() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || !f.allow() {
+		return false
+	}
+	f.writes.Add(1)
+	return true
+}
+
+func (f *fence) end() { f.writes.Done() }
+
+// close refuses every later write and waits, until ctx ends, for the
+// writes under way.
+func (f *fence) close(ctx context.Context) error {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	done := make(chan struct{})
+	go func() { f.writes.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("replica writes still under way at close: %w", ctx.Err())
+	}
 }
 
 // report describes the instance for a heartbeat: its epoch and how far the
