@@ -199,7 +199,10 @@ func (c *ControlPlane) handleCreateBackup(w http.ResponseWriter, r *http.Request
 		return
 	}
 	key := prefix + req.Name + ".tar.gz"
-	if _, err := c.objects.Get(r.Context(), key); err == nil {
+	if exists, err := storage.Exists(r.Context(), c.objects, key); err != nil {
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrStorageUnavailable, "the object store could not be read: %v", err))
+		return
+	} else if exists {
 		cluster.WriteError(w, cluster.Errorf(cluster.ErrTenantExists, "tenant %s already has a backup named %s", t.ID, req.Name))
 		return
 	}
@@ -252,10 +255,12 @@ func (c *ControlPlane) backupKey(r *http.Request, t cluster.Tenant) (string, err
 		return "", err
 	}
 	key := prefix + name + ".tar.gz"
-	if _, err := c.objects.Get(r.Context(), key); errors.Is(err, storage.ErrNotFound) {
-		return "", cluster.Errorf(cluster.ErrNotFound, "tenant %s has no backup %s", t.ID, name)
-	} else if err != nil {
+	exists, err := storage.Exists(r.Context(), c.objects, key)
+	if err != nil {
 		return "", cluster.Errorf(cluster.ErrStorageUnavailable, "the object store could not be read: %v", err)
+	}
+	if !exists {
+		return "", cluster.Errorf(cluster.ErrNotFound, "tenant %s has no backup %s", t.ID, name)
 	}
 	return key, nil
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -48,6 +49,16 @@ type ObjectStore interface {
 	Ping(ctx context.Context) error
 	// String describes the store without secrets.
 	String() string
+}
+
+// Exists reports whether s holds an object at key, without reading it
+// (a backup can be large).
+func Exists(ctx context.Context, s ObjectStore, key string) (bool, error) {
+	keys, err := s.List(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(keys, key), nil
 }
 
 // ClassStore is implemented by stores that have storage classes (S3).

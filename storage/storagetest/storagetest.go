@@ -72,6 +72,25 @@ func Run(t *testing.T, open func(t *testing.T) storage.ObjectStore) {
 			t.Fatalf("deleting nothing: %v", err)
 		}
 	})
+	t.Run("exists", func(t *testing.T) {
+		s := open(t)
+		for _, k := range []string{"tenants/acme/backups/b1.tar.gz", "tenants/acme/backups/b1.tar.gz.old"} {
+			if err := s.Put(ctx, k, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for key, want := range map[string]bool{
+			"tenants/acme/backups/b1.tar.gz": true,
+			"tenants/acme/backups/b1.tar":    false, // a prefix of keys, not a key
+			"tenants/acme/backups":           false, // a "directory"
+			"tenants/acme/backups/b2.tar.gz": false,
+		} {
+			got, err := storage.Exists(ctx, s, key)
+			if err != nil || got != want {
+				t.Errorf("Exists(%s): got %v, %v; want %v", key, got, err, want)
+			}
+		}
+	})
 	t.Run("many objects", func(t *testing.T) {
 		s := open(t)
 		const n = 1100 // more than one S3 list page and delete batch
