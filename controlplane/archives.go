@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,8 +26,8 @@ import (
 // whether or not the tenant is active, and any control-plane node can
 // build one.
 
-// MaxImportBytes bounds an imported archive.
-const MaxImportBytes = 8 << 30
+// MaxImportBytes bounds an imported archive: what S3 takes in one upload.
+const MaxImportBytes = 5 << 30
 
 var backupName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
 
@@ -77,12 +76,7 @@ func (c *ControlPlane) latestState(ctx context.Context, t cluster.Tenant, dir st
 	}
 	if r := t.Restore; r != nil {
 		if r.Archive != "" {
-			b, err := c.objects.Get(ctx, r.Archive)
-			if err != nil {
-				return err
-			}
-			_, err = storage.ReadArchive(bytes.NewReader(b), dir, nil)
-			return err
+			return c.readStoredArchive(ctx, r.Archive, dir, nil)
 		}
 		from := r.From
 		if from == "" {
@@ -93,6 +87,45 @@ func (c *ControlPlane) latestState(ctx context.Context, t cluster.Tenant, dir st
 		}
 	}
 	return cluster.Errorf(cluster.ErrInvalidInput, "tenant %s has no data in the object store yet", t.ID)
+}
+
+// storeArchive writes t's archive to key in storage class class ("" the
+// store's default) through a temporary file, so that a large tenant is
+// never held in memory, and returns its size.
+func (c *ControlPlane) storeArchive(ctx context.Context, t cluster.Tenant, key, class string) (int64, error) {
+	f, err := os.CreateTemp("", "pbe-archive-*.tar.gz")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := c.writeArchive(ctx, t, f); err != nil {
+		return 0, err
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, err
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	if err := storage.PutFileClass(ctx, c.objects, key, f.Name(), class); err != nil {
+		return 0, cluster.Errorf(cluster.ErrStorageUnavailable, "the archive could not be stored: %v", err)
+	}
+	return size, nil
+}
+
+// readStoredArchive unpacks the archive at key into dir ("" for none),
+// passing each uploaded file to fn, as storage.ReadArchive does, reading
+// it from the store as it goes.
+func (c *ControlPlane) readStoredArchive(ctx context.Context, key, dir string, fn func(storage.ArchiveEntry) error) error {
+	rc, err := c.objects.Open(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = storage.ReadArchive(rc, dir, fn)
+	return err
 }
 
 // writeArchive writes t's archive to w.
@@ -206,17 +239,13 @@ func (c *ControlPlane) handleCreateBackup(w http.ResponseWriter, r *http.Request
 		cluster.WriteError(w, cluster.Errorf(cluster.ErrTenantExists, "tenant %s already has a backup named %s", t.ID, req.Name))
 		return
 	}
-	var buf bytes.Buffer
-	if err := c.writeArchive(r.Context(), t, &buf); err != nil {
+	size, err := c.storeArchive(r.Context(), t, key, "")
+	if err != nil {
 		cluster.WriteError(w, asPlatformError(err))
 		return
 	}
-	if err := c.objects.Put(r.Context(), key, buf.Bytes()); err != nil {
-		cluster.WriteError(w, cluster.Errorf(cluster.ErrStorageUnavailable, "the backup could not be stored: %v", err))
-		return
-	}
 	c.audit(r, "backup_create", t.Owner, t.ID, req.Name)
-	writeJSON(w, http.StatusCreated, BackupInfo{Name: req.Name, Size: buf.Len()})
+	writeJSON(w, http.StatusCreated, BackupInfo{Name: req.Name, Size: int(size)})
 }
 
 func (c *ControlPlane) handleListBackups(w http.ResponseWriter, r *http.Request) {
@@ -302,17 +331,39 @@ func (c *ControlPlane) handleRestoreBackup(w http.ResponseWriter, r *http.Reques
 // putArchiveFiles writes the uploaded files of the archive at key into
 // tenant id's files.
 func (c *ControlPlane) putArchiveFiles(ctx context.Context, key, id string) error {
-	b, err := c.objects.Get(ctx, key)
-	if err != nil {
-		return err
-	}
 	files, err := storage.FilesPrefix(id)
 	if err != nil {
 		return err
 	}
-	_, err = storage.ReadArchive(bytes.NewReader(b), "", func(e storage.ArchiveEntry) error {
+	return c.readStoredArchive(ctx, key, "", func(e storage.ArchiveEntry) error {
 		return c.objects.Put(ctx, files+"/"+e.Path, e.Data)
 	})
+}
+
+// receiveFile writes what r yields to a new file at path.
+func receiveFile(path string, r io.Reader) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// readArchiveFile unpacks the archive file at path into dir.
+func readArchiveFile(path, dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = storage.ReadArchive(f, dir, nil)
 	return err
 }
 
@@ -343,23 +394,29 @@ func (c *ControlPlane) handleImport(w http.ResponseWriter, r *http.Request) {
 		cluster.WriteError(w, cluster.Errorf(cluster.ErrTenantExists, "tenant %q already exists", id))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxImportBytes))
-	if err != nil {
-		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "the archive could not be read: %v", err))
-		return
-	}
-	// Check it whole before anything is stored.
+	// Kept in a temporary file, and checked whole before anything is
+	// stored.
 	dir, err := os.MkdirTemp("", "pbe-import-")
 	if err != nil {
 		cluster.WriteError(w, err)
 		return
 	}
 	defer os.RemoveAll(dir)
-	if _, err := storage.ReadArchive(bytes.NewReader(body), dir, nil); err != nil {
+	archive := filepath.Join(dir, "archive.tar.gz")
+	if err := receiveFile(archive, http.MaxBytesReader(w, r.Body, MaxImportBytes)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			cluster.WriteError(w, &cluster.Error{Code: "body_too_large", Message: fmt.Sprintf("the archive is larger than the limit of %d bytes", int64(MaxImportBytes))})
+			return
+		}
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "the archive could not be read: %v", err))
+		return
+	}
+	if err := readArchiveFile(archive, filepath.Join(dir, "pb_data")); err != nil {
 		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "not a tenant archive: %v", err))
 		return
 	}
-	if err := storage.CheckDatabase(r.Context(), filepath.Join(dir, "data.db")); err != nil {
+	if err := storage.CheckDatabase(r.Context(), filepath.Join(dir, "pb_data", "data.db")); err != nil {
 		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "the archive's data.db is not a sound SQLite database: %v", err))
 		return
 	}
@@ -370,7 +427,7 @@ func (c *ControlPlane) handleImport(w http.ResponseWriter, r *http.Request) {
 	}
 	key := path.Join(prefix, importName+".tar.gz")
 	ctx := r.Context()
-	if err := c.objects.Put(ctx, key, body); err != nil {
+	if err := c.objects.PutFile(ctx, key, archive); err != nil {
 		cluster.WriteError(w, cluster.Errorf(cluster.ErrStorageUnavailable, "the archive could not be stored: %v", err))
 		return
 	}

@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -87,31 +86,25 @@ func (c *ControlPlane) ArchiveTenant(ctx context.Context, id string) (cluster.Te
 	if err := c.release(ctx, t); err != nil {
 		return t, asPlatformError(err)
 	}
-	var buf bytes.Buffer
-	if err := c.writeArchive(ctx, t, &buf); err != nil {
-		if e, ok := cluster.AsError(err); ok && e.Code == cluster.ErrInvalidInput.Code {
-			// Never written: nothing to fold; it is archived as it is.
-			buf.Reset()
-		} else {
-			c.warm(t)
-			return t, asPlatformError(err)
-		}
-	}
 	prefix, err := backupsPrefix(id)
 	if err != nil {
 		return t, err
 	}
 	key := prefix + archivedName + ".tar.gz"
-	if buf.Len() > 0 {
-		if err := storage.PutClass(ctx, c.objects, key, buf.Bytes(), c.cfg.ArchiveStorageClass); err != nil {
+	size, err := c.storeArchive(ctx, t, key, c.cfg.ArchiveStorageClass)
+	if err != nil {
+		if e, ok := cluster.AsError(err); ok && e.Code == cluster.ErrInvalidInput.Code {
+			// Never written: nothing to fold; it is archived as it is.
+			size = 0
+		} else {
 			c.warm(t)
-			return t, cluster.Errorf(cluster.ErrStorageUnavailable, "the archive could not be stored: %v", err)
+			return t, asPlatformError(err)
 		}
 	}
 	epoch, from, none := t.Epoch+1, t.Epoch, ""
 	u := store.UpdateTenant{ID: id, ExpectedVersion: t.Version, Epoch: &epoch, RestoreEpoch: &from, Node: &none, Archive: true,
 		Restore: &cluster.RestoreSpec{Archive: key, Since: epoch}}
-	if buf.Len() == 0 {
+	if size == 0 {
 		// An empty tenant: nothing to restore later.
 		u.Archive, u.Restore = false, nil
 	}
@@ -122,7 +115,7 @@ func (c *ControlPlane) ArchiveTenant(ctx context.Context, id string) (cluster.Te
 	}
 	nt := res.(cluster.Tenant)
 	c.removeFromNode(ctx, t)
-	if buf.Len() > 0 {
+	if size > 0 {
 		lp, err := storage.TenantPrefix(id)
 		if err == nil {
 			err = c.objects.DeletePrefix(ctx, lp+"litestream/")
@@ -131,7 +124,7 @@ func (c *ControlPlane) ArchiveTenant(ctx context.Context, id string) (cluster.Te
 			c.logger.Warn("trim archived tenant's replica history", "tenant", id, "error", err)
 		}
 	}
-	c.logger.Info("tenant archived", "tenant", id, "archive_bytes", buf.Len())
+	c.logger.Info("tenant archived", "tenant", id, "archive_bytes", size)
 	return nt, nil
 }
 

@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
 	"sort"
 	"strings"
@@ -87,12 +86,8 @@ func (c *ControlPlane) scheduledBackup(ctx context.Context, t cluster.Tenant) {
 		return
 	}
 	name := autoBackupPrefix + now.Format(autoBackupLayout)
-	var buf bytes.Buffer
-	err = c.writeArchive(ctx, t, &buf)
-	if err == nil {
-		err = c.objects.Put(ctx, prefix+name+".tar.gz", buf.Bytes())
-	}
-	ev := cluster.Event{Type: store.EventBackupCreated, Tenant: t.ID, User: t.Owner, Data: map[string]any{"name": name, "size": buf.Len()}}
+	size, err := c.storeArchive(ctx, t, prefix+name+".tar.gz", "")
+	ev := cluster.Event{Type: store.EventBackupCreated, Tenant: t.ID, User: t.Owner, Data: map[string]any{"name": name, "size": size}}
 	if err != nil {
 		if e, ok := cluster.AsError(err); ok && e.Code == cluster.ErrInvalidInput.Code {
 			return // nothing written yet: nothing to back up

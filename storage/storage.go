@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"slices"
 	"sort"
@@ -35,6 +36,11 @@ type ObjectStore interface {
 	Put(ctx context.Context, key string, data []byte) error
 	// Get returns the object at key, or ErrNotFound.
 	Get(ctx context.Context, key string) ([]byte, error)
+	// PutFile stores the content of the local file at path at key, without
+	// holding it in memory (an archive can be large).
+	PutFile(ctx context.Context, key, path string) error
+	// Open returns a reader of the object at key, or ErrNotFound.
+	Open(ctx context.Context, key string) (io.ReadCloser, error)
 	// Delete removes the object at key; a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 	// List returns the keys under prefix, sorted.
@@ -68,6 +74,19 @@ func Exists(ctx context.Context, s ObjectStore, key string) (bool, error) {
 // reason to fail.
 type ClassStore interface {
 	PutClass(ctx context.Context, key string, data []byte, class string) error
+}
+
+// FileClassStore is ClassStore for PutFile.
+type FileClassStore interface {
+	PutFileClass(ctx context.Context, key, path, class string) error
+}
+
+// PutFileClass is PutClass for the content of a local file.
+func PutFileClass(ctx context.Context, s ObjectStore, key, path, class string) error {
+	if cs, ok := s.(FileClassStore); ok && class != "" {
+		return cs.PutFileClass(ctx, key, path, class)
+	}
+	return s.PutFile(ctx, key, path)
 }
 
 // PutClass stores data at key in storage class class where s has storage

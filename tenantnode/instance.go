@@ -1,7 +1,6 @@
 package tenantnode
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -323,11 +322,13 @@ func (m *Manager) restore(ctx context.Context, t cluster.Tenant, p tenantPaths) 
 // restoreArchive fills p.pbData with the databases of the tenant archive
 // at key, checked with PRAGMA integrity_check.
 func (m *Manager) restoreArchive(ctx context.Context, t cluster.Tenant, key string, p tenantPaths) error {
-	data, err := m.objects.Get(ctx, key)
+	rc, err := m.objects.Open(ctx, key)
 	if err != nil {
 		return cluster.Errorf(cluster.ErrStorageUnavailable, "tenant %s: its archive %s could not be read: %v", t.ID, key, err)
 	}
-	if _, err := storage.ReadArchive(bytes.NewReader(data), p.pbData, nil); err != nil {
+	_, err = storage.ReadArchive(rc, p.pbData, nil) // read as it downloads
+	rc.Close()
+	if err != nil {
 		return cluster.Errorf(cluster.ErrStorageUnavailable, "tenant %s: archive %s: %v", t.ID, key, err)
 	}
 	for _, name := range replicatedDBs {

@@ -4,12 +4,19 @@
 package atomicfile
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 )
 
 // Write replaces path's content with data, creating it with perm.
 func Write(path string, data []byte, perm os.FileMode) error {
+	return Copy(path, bytes.NewReader(data), perm)
+}
+
+// Copy replaces path's content with what r yields, creating it with perm.
+func Copy(path string, r io.Reader, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -21,7 +28,7 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		f.Close()
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
+	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -80,6 +81,36 @@ func (s *Store) Put(ctx context.Context, key string, data []byte) error {
 		return err
 	}
 	return atomicfile.Write(p, data, 0o640)
+}
+
+// PutFile copies the file at src to key, as Put does.
+func (s *Store) PutFile(ctx context.Context, key, src string) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		return err
+	}
+	return atomicfile.Copy(p, f, 0o640)
+}
+
+// Open opens the object at key.
+func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, storage.ErrNotFound
+	}
+	return f, err
 }
 
 // Get reads the object at key.

@@ -165,7 +165,27 @@ func (s *Store) key(k string) (string, error) {
 
 // Put uploads data; S3 makes it durable before answering.
 func (s *Store) Put(ctx context.Context, key string, data []byte) error {
-	return s.put(ctx, key, data, "")
+	return s.put(ctx, key, bytes.NewReader(data), int64(len(data)), "")
+}
+
+// PutFile uploads the file at path in one request (S3 takes up to 5 GiB
+// so), reading it as it goes.
+func (s *Store) PutFile(ctx context.Context, key, path string) error {
+	return s.PutFileClass(ctx, key, path, "")
+}
+
+// PutFileClass is PutFile in storage class class, as PutClass.
+func (s *Store) PutFileClass(ctx context.Context, key, path, class string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return s.putClass(ctx, key, f, fi.Size(), class)
 }
 
 // PutClass uploads data in storage class class (storage.ClassStore). A
@@ -173,10 +193,16 @@ func (s *Store) Put(ctx context.Context, key string, data []byte) error {
 // for the header) gets the object in its default class; the refusal is
 // logged once and the class is not tried again by this store.
 func (s *Store) PutClass(ctx context.Context, key string, data []byte, class string) error {
+	return s.putClass(ctx, key, bytes.NewReader(data), int64(len(data)), class)
+}
+
+// putClass is PutClass for size bytes from body, which is rewound for the
+// retry without a class.
+func (s *Store) putClass(ctx context.Context, key string, body io.ReadSeeker, size int64, class string) error {
 	if class == "" || s.classRefused.Load() {
-		return s.put(ctx, key, data, "")
+		return s.put(ctx, key, body, size, "")
 	}
-	err := s.put(ctx, key, data, types.StorageClass(class))
+	err := s.put(ctx, key, body, size, types.StorageClass(class))
 	var api smithy.APIError
 	if err == nil || !errors.As(err, &api) || !classRefusal(api.ErrorCode()) {
 		return err
@@ -184,7 +210,10 @@ func (s *Store) PutClass(ctx context.Context, key string, data []byte, class str
 	if !s.classRefused.Swap(true) {
 		slog.Warn("the object store refuses the storage class: writing in its default class", "store", s.String(), "storage_class", class, "code", api.ErrorCode())
 	}
-	return s.put(ctx, key, data, "")
+	if _, err := body.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return s.put(ctx, key, body, size, "")
 }
 
 // classRefusal reports whether an S3 error code says the storage class,
@@ -197,19 +226,35 @@ func classRefusal(code string) bool {
 	return false
 }
 
-func (s *Store) put(ctx context.Context, key string, data []byte, class types.StorageClass) error {
+func (s *Store) put(ctx context.Context, key string, body io.ReadSeeker, size int64, class types.StorageClass) error {
 	k, err := s.key(key)
 	if err != nil {
 		return err
 	}
 	_, err = s.client.PutObject(ctx, &awss3.PutObjectInput{
-		Bucket: aws.String(s.cfg.Bucket), Key: aws.String(k), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
+		Bucket: aws.String(s.cfg.Bucket), Key: aws.String(k), Body: body, ContentLength: aws.Int64(size),
 		StorageClass: class,
 	})
 	if err != nil {
 		return fmt.Errorf("s3 put %s: %w", key, err)
 	}
 	return nil
+}
+
+// Open starts downloading the object at key.
+func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	k, err := s.key(key)
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.client.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(k)})
+	if isNotFound(err) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("s3 get %s: %w", key, err)
+	}
+	return out.Body, nil
 }
 
 // Get downloads the object at key.

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -70,6 +72,32 @@ func Run(t *testing.T, open func(t *testing.T) storage.ObjectStore) {
 		}
 		if err := s.DeletePrefix(ctx, "tenants/nothing-here/"); err != nil {
 			t.Fatalf("deleting nothing: %v", err)
+		}
+	})
+	t.Run("put a file, open a reader", func(t *testing.T) {
+		s := open(t)
+		src := filepath.Join(t.TempDir(), "archive.tar.gz")
+		data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+		if err := os.WriteFile(src, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutFile(ctx, "tenants/acme/backups/big.tar.gz", src); err != nil {
+			t.Fatalf("put file: %v", err)
+		}
+		rc, err := s.Open(ctx, "tenants/acme/backups/big.tar.gz")
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read back %d bytes (%v), want the %d written", len(got), err, len(data))
+		}
+		if _, err := s.Open(ctx, "tenants/acme/backups/none.tar.gz"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("open a missing key: got %v, want ErrNotFound", err)
+		}
+		if err := s.PutFile(ctx, "tenants/acme/backups/x.tar.gz", filepath.Join(t.TempDir(), "missing")); err == nil {
+			t.Fatal("put of a missing file succeeded")
 		}
 	})
 	t.Run("exists", func(t *testing.T) {
