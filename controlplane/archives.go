@@ -26,8 +26,9 @@ import (
 // whether or not the tenant is active, and any control-plane node can
 // build one.
 
-// MaxImportBytes bounds an imported archive: what S3 takes in one upload.
-const MaxImportBytes = 5 << 30
+// MaxImportBytes bounds an imported archive (received into a temporary
+// file, uploaded in parts).
+const MaxImportBytes = 8 << 30
 
 var backupName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
 

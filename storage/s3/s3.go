@@ -29,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -165,14 +166,19 @@ func (s *Store) key(k string) (string, error) {
 
 // Put uploads data; S3 makes it durable before answering.
 func (s *Store) Put(ctx context.Context, key string, data []byte) error {
-	return s.put(ctx, key, bytes.NewReader(data), int64(len(data)), "")
+	return s.put(ctx, key, data, "")
 }
 
-// PutFile uploads the file at path in one request (S3 takes up to 5 GiB
-// so), reading it as it goes.
+// PutFile uploads the file at path, reading it as it goes: in one request
+// up to uploadPartSize, in parts of that size above it (so past S3's 5 GiB
+// limit on one request).
 func (s *Store) PutFile(ctx context.Context, key, path string) error {
 	return s.PutFileClass(ctx, key, path, "")
 }
+
+// uploadPartSize is the part size of multipart uploads; a few parts at a
+// time are held in memory.
+const uploadPartSize = 16 << 20
 
 // PutFileClass is PutFile in storage class class, as PutClass.
 func (s *Store) PutFileClass(ctx context.Context, key, path, class string) error {
@@ -181,11 +187,31 @@ func (s *Store) PutFileClass(ctx context.Context, key, path, class string) error
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	if class == "" || s.classRefused.Load() {
+		return s.upload(ctx, key, f, "")
+	}
+	err = s.upload(ctx, key, f, types.StorageClass(class))
+	if !s.refusesClass(err, class) {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return s.upload(ctx, key, f, "")
+}
+
+// upload sends body with S3's upload manager.
+func (s *Store) upload(ctx context.Context, key string, body io.ReadSeeker, class types.StorageClass) error {
+	k, err := s.key(key)
 	if err != nil {
 		return err
 	}
-	return s.putClass(ctx, key, f, fi.Size(), class)
+	up := manager.NewUploader(s.client, func(u *manager.Uploader) { u.PartSize = uploadPartSize })
+	_, err = up.Upload(ctx, &awss3.PutObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(k), Body: body, StorageClass: class})
+	if err != nil {
+		return fmt.Errorf("s3 upload %s: %w", key, err)
+	}
+	return nil
 }
 
 // PutClass uploads data in storage class class (storage.ClassStore). A
@@ -193,27 +219,27 @@ func (s *Store) PutFileClass(ctx context.Context, key, path, class string) error
 // for the header) gets the object in its default class; the refusal is
 // logged once and the class is not tried again by this store.
 func (s *Store) PutClass(ctx context.Context, key string, data []byte, class string) error {
-	return s.putClass(ctx, key, bytes.NewReader(data), int64(len(data)), class)
+	if class == "" || s.classRefused.Load() {
+		return s.put(ctx, key, data, "")
+	}
+	err := s.put(ctx, key, data, types.StorageClass(class))
+	if !s.refusesClass(err, class) {
+		return err
+	}
+	return s.put(ctx, key, data, "")
 }
 
-// putClass is PutClass for size bytes from body, which is rewound for the
-// retry without a class.
-func (s *Store) putClass(ctx context.Context, key string, body io.ReadSeeker, size int64, class string) error {
-	if class == "" || s.classRefused.Load() {
-		return s.put(ctx, key, body, size, "")
-	}
-	err := s.put(ctx, key, body, size, types.StorageClass(class))
+// refusesClass reports whether err is the server refusing storage class
+// class; the first refusal is logged, and the store stops asking for it.
+func (s *Store) refusesClass(err error, class string) bool {
 	var api smithy.APIError
 	if err == nil || !errors.As(err, &api) || !classRefusal(api.ErrorCode()) {
-		return err
+		return false
 	}
 	if !s.classRefused.Swap(true) {
 		slog.Warn("the object store refuses the storage class: writing in its default class", "store", s.String(), "storage_class", class, "code", api.ErrorCode())
 	}
-	if _, err := body.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	return s.put(ctx, key, body, size, "")
+	return true
 }
 
 // classRefusal reports whether an S3 error code says the storage class,
@@ -226,13 +252,13 @@ func classRefusal(code string) bool {
 	return false
 }
 
-func (s *Store) put(ctx context.Context, key string, body io.ReadSeeker, size int64, class types.StorageClass) error {
+func (s *Store) put(ctx context.Context, key string, data []byte, class types.StorageClass) error {
 	k, err := s.key(key)
 	if err != nil {
 		return err
 	}
 	_, err = s.client.PutObject(ctx, &awss3.PutObjectInput{
-		Bucket: aws.String(s.cfg.Bucket), Key: aws.String(k), Body: body, ContentLength: aws.Int64(size),
+		Bucket: aws.String(s.cfg.Bucket), Key: aws.String(k), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
 		StorageClass: class,
 	})
 	if err != nil {

@@ -2,6 +2,9 @@ package s3_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -58,28 +61,39 @@ func TestStore_PutClass(t *testing.T) {
 		{"none", false, "", []string{"", ""}},
 		{"refused, then not sent again", true, "STANDARD_IA", []string{"STANDARD_IA", "", ""}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := s3test.StartProxy(t, srv)
-			p.RefuseClasses(tc.refuse)
-			s, err := storage.Open(ctx, p.URL(t, "pbe/classes"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, key := range []string{"one.tar.gz", "two.tar.gz"} {
-				if err := storage.PutClass(ctx, s, key, []byte(key), tc.class); err != nil {
-					t.Fatalf("PutClass %s: %v", key, err)
+		for _, fromFile := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/from a file=%v", tc.name, fromFile), func(t *testing.T) {
+				p := s3test.StartProxy(t, srv)
+				p.RefuseClasses(tc.refuse)
+				s, err := storage.Open(ctx, p.URL(t, "pbe/classes"))
+				if err != nil {
+					t.Fatal(err)
 				}
-				if got, err := s.Get(ctx, key); err != nil || string(got) != key {
-					t.Fatalf("Get %s: got %q, %v; want the object", key, got, err)
+				for _, key := range []string{"one.tar.gz", "two.tar.gz"} {
+					if fromFile {
+						src := filepath.Join(t.TempDir(), key)
+						if err := os.WriteFile(src, []byte(key), 0o600); err != nil {
+							t.Fatal(err)
+						}
+						err = storage.PutFileClass(ctx, s, key, src, tc.class)
+					} else {
+						err = storage.PutClass(ctx, s, key, []byte(key), tc.class)
+					}
+					if err != nil {
+						t.Fatalf("put %s: %v", key, err)
+					}
+					if got, err := s.Get(ctx, key); err != nil || string(got) != key {
+						t.Fatalf("Get %s: got %q, %v; want the object", key, got, err)
+					}
 				}
-			}
-			var got []string
-			for _, put := range p.Puts() {
-				got = append(got, put.Class)
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("storage classes sent: got %q, want %q", got, tc.want)
-			}
-		})
+				var got []string
+				for _, put := range p.Puts() {
+					got = append(got, put.Class)
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Fatalf("storage classes sent: got %q, want %q", got, tc.want)
+				}
+			})
+		}
 	}
 }

@@ -77,7 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.ObjectStore) {
 	t.Run("put a file, open a reader", func(t *testing.T) {
 		s := open(t)
 		src := filepath.Join(t.TempDir(), "archive.tar.gz")
-		data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+		data := bytes.Repeat([]byte("0123456789abcdef"), 17<<16) // 17 MiB: more than one part of a multipart upload
 		if err := os.WriteFile(src, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
