@@ -1,25 +1,11 @@
 package main
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/pbe/pbe/cluster"
 )
-
-// fromAddr returns a client whose connections to 127.0.0.1:port come from
-// local address src (any 127.x address is the loopback interface's).
-func fromAddr(src, port string) *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, "127.0.0.1:"+port)
-		},
-	}}
-}
 
 // TestClientIP_ThroughGatewayAndFollower: the control plane records the
 // client's address, not the gateway's or the forwarding follower's, and
@@ -33,7 +19,7 @@ func TestClientIP_ThroughGatewayAndFollower(t *testing.T) {
 	follower := (leader + 1) % 3
 	create := func(id, src, port string, hdr ...string) {
 		t.Helper()
-		s := &testServer{t: t, port: port, token: testAdminToken, client: fromAddr(src, port)}
+		s := &testServer{t: t, port: port, token: testAdminToken, client: loopbackClientFrom(src, port)}
 		mustStatus(t, s.api("POST", "/api/cp/tenants", map[string]string{"id": id}, hdr...), http.StatusCreated)
 	}
 	create("via-gateway", "127.0.0.2", f.gwPort, cluster.HeaderClientIP, "203.0.113.7")

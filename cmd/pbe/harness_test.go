@@ -93,8 +93,15 @@ func (w testWriter) Write(b []byte) (int, error) {
 
 // loopbackClient dials 127.0.0.1:port whatever the host, as a browser
 // resolves *.localhost.
-func loopbackClient(port string) *http.Client {
+func loopbackClient(port string) *http.Client { return loopbackClientFrom("", port) }
+
+// loopbackClientFrom is loopbackClient with connections from local address
+// src (any 127.x address is the loopback interface's; "" any).
+func loopbackClientFrom(src, port string) *http.Client {
 	d := &net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
 	return &http.Client{
 		Timeout: 60 * time.Second,
 		Transport: &http.Transport{

@@ -115,15 +115,12 @@ func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 
 // Get reads the object at key.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	p, err := s.path(key)
+	f, err := s.Open(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, storage.ErrNotFound
-	}
-	return b, err
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // Delete removes the file at key.

@@ -187,17 +187,12 @@ func (s *Store) PutFileClass(ctx context.Context, key, path, class string) error
 		return err
 	}
 	defer f.Close()
-	if class == "" || s.classRefused.Load() {
-		return s.upload(ctx, key, f, "")
-	}
-	err = s.upload(ctx, key, f, types.StorageClass(class))
-	if !s.refusesClass(err, class) {
-		return err
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	return s.upload(ctx, key, f, "")
+	return s.withClass(class, func(c types.StorageClass) error {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		return s.upload(ctx, key, f, c)
+	})
 }
 
 // upload sends body with S3's upload manager.
@@ -219,27 +214,25 @@ func (s *Store) upload(ctx context.Context, key string, body io.ReadSeeker, clas
 // for the header) gets the object in its default class; the refusal is
 // logged once and the class is not tried again by this store.
 func (s *Store) PutClass(ctx context.Context, key string, data []byte, class string) error {
-	if class == "" || s.classRefused.Load() {
-		return s.put(ctx, key, data, "")
-	}
-	err := s.put(ctx, key, data, types.StorageClass(class))
-	if !s.refusesClass(err, class) {
-		return err
-	}
-	return s.put(ctx, key, data, "")
+	return s.withClass(class, func(c types.StorageClass) error { return s.put(ctx, key, data, c) })
 }
 
-// refusesClass reports whether err is the server refusing storage class
-// class; the first refusal is logged, and the store stops asking for it.
-func (s *Store) refusesClass(err error, class string) bool {
+// withClass runs put in storage class class and, if the server refuses
+// the class, again in its default class; the first refusal is logged, and
+// the store stops asking for the class.
+func (s *Store) withClass(class string, put func(types.StorageClass) error) error {
+	if class == "" || s.classRefused.Load() {
+		return put("")
+	}
+	err := put(types.StorageClass(class))
 	var api smithy.APIError
 	if err == nil || !errors.As(err, &api) || !classRefusal(api.ErrorCode()) {
-		return false
+		return err
 	}
 	if !s.classRefused.Swap(true) {
 		slog.Warn("the object store refuses the storage class: writing in its default class", "store", s.String(), "storage_class", class, "code", api.ErrorCode())
 	}
-	return true
+	return put("")
 }
 
 // classRefusal reports whether an S3 error code says the storage class,
@@ -285,19 +278,12 @@ func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 
 // Get downloads the object at key.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	k, err := s.key(key)
+	body, err := s.Open(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	out, err := s.client.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(k)})
-	if isNotFound(err) {
-		return nil, storage.ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("s3 get %s: %w", key, err)
-	}
-	defer out.Body.Close()
-	return io.ReadAll(out.Body)
+	defer body.Close()
+	return io.ReadAll(body)
 }
 
 // Delete removes the object at key.
