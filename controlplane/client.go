@@ -149,19 +149,43 @@ func (c *HTTPClient) CreateAdmin(ctx context.Context, id string, a Admin) error 
 	return c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/admins", a, nil)
 }
 
-// do sends one request, failing over between nodes; a non-2xx answer
-// becomes a *cluster.Error with the server's code and message.
+// do sends one request with in as its JSON body (none when nil), failing
+// over between nodes, and decodes the answer into out (when not nil); a
+// non-2xx answer becomes a *cluster.Error with the server's code and
+// message.
 func (c *HTTPClient) do(ctx context.Context, method, path string, in, out any) error {
-	var body []byte
+	var body *payload
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = b
+		body = &payload{open: func() io.Reader { return bytes.NewReader(b) }, size: int64(len(b)), contentType: "application/json"}
 	}
+	resp, err := c.send(ctx, c.hc, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer closeBody(resp.Body)
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// payload is a request body that every attempt reads afresh from open.
+type payload struct {
+	open        func() io.Reader
+	size        int64
+	contentType string
+}
+
+// send sends one request with hc, failing over between nodes as do does,
+// and returns the 2xx answer, whose body the caller reads and closes; any
+// other answer becomes a *cluster.Error.
+func (c *HTTPClient) send(ctx context.Context, hc *http.Client, method, path string, body *payload) (*http.Response, error) {
 	if len(c.bases) == 0 {
-		return errors.New("no control-plane address given")
+		return nil, errors.New("no control-plane address given")
 	}
 	key := newRequestID()
 	deadline := time.Now().Add(c.retry)
@@ -169,19 +193,19 @@ func (c *HTTPClient) do(ctx context.Context, method, path string, in, out any) e
 	var last error
 	for attempt := 0; ; attempt++ {
 		i := (start + attempt) % len(c.bases)
-		retry, leader, err := c.attempt(ctx, c.bases[i], method, path, key, body, out)
+		resp, retry, leader, err := c.attempt(ctx, hc, c.bases[i], method, path, key, body)
 		if !retry {
 			c.first.Store(int32(c.indexOf(leader, i)))
-			return err
+			return resp, err
 		}
 		last = err
 		if time.Now().After(deadline) {
-			return last
+			return nil, last
 		}
 		if attempt%len(c.bases) == len(c.bases)-1 {
 			select {
 			case <-ctx.Done():
-				return last
+				return nil, last
 			case <-time.After(retryPause):
 			}
 		}
@@ -211,35 +235,34 @@ func (c *HTTPClient) indexOf(addr string, def int) int {
 	return def
 }
 
-// attempt sends the request to one node and reports whether another node
-// (or a later attempt) may succeed, and the leader the answer named.
-func (c *HTTPClient) attempt(ctx context.Context, base, method, path, key string, body []byte, out any) (retry bool, leader string, err error) {
+// attempt sends the request to one node and returns its 2xx answer, or
+// reports whether another node (or a later attempt) may succeed, and the
+// leader the answer named.
+func (c *HTTPClient) attempt(ctx context.Context, hc *http.Client, base, method, path, key string, body *payload) (resp *http.Response, retry bool, leader string, err error) {
 	var rd io.Reader
 	if body != nil {
-		rd = bytes.NewReader(body)
+		rd = body.open()
 	}
 	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
-		return false, "", err
+		return nil, false, "", err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.ContentLength = body.size
+		req.Header.Set("Content-Type", body.contentType)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set(IdempotencyKeyHeader, key)
-	resp, err := c.hc.Do(req)
+	resp, err = hc.Do(req)
 	if err != nil {
-		return ctx.Err() == nil, "", fmt.Errorf("%s %s%s: %w", method, base, path, err)
+		return nil, ctx.Err() == nil, "", fmt.Errorf("%s %s%s: %w", method, base, path, err)
 	}
-	defer closeBody(resp.Body)
 	leader = resp.Header.Get(LeaderHeader)
 	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode == http.StatusServiceUnavailable, leader, decodeErrorBody(resp)
+		defer closeBody(resp.Body)
+		return nil, resp.StatusCode == http.StatusServiceUnavailable, leader, decodeErrorBody(resp)
 	}
-	if out == nil {
-		return false, leader, nil
-	}
-	return false, leader, json.NewDecoder(resp.Body).Decode(out)
+	return resp, false, leader, nil
 }
 
 // UpdateTenantInput changes a tenant's display name or durability.
@@ -413,4 +436,119 @@ func (c *HTTPClient) RedeemTicket(ctx context.Context, tenant, ticket string) (c
 	var g cluster.SSOGrant
 	err := c.do(ctx, http.MethodPost, "/api/cp/internal/sso/redeem", redeemRequest{Tenant: tenant, Ticket: ticket}, &g)
 	return g, err
+}
+
+// Backups, restores and archiving.
+
+// RestorePoints returns tenant id's restorable window.
+func (c *HTTPClient) RestorePoints(ctx context.Context, id string) (RestorePoints, error) {
+	var rp RestorePoints
+	err := c.do(ctx, http.MethodGet, "/api/cp/tenants/"+url.PathEscape(id)+"/restore-points", nil, &rp)
+	return rp, err
+}
+
+// RestoreResult is the answer to a restore: the restored tenant (the new
+// one, for a fork) and, for a restore in place, how to undo it.
+type RestoreResult struct {
+	Tenant Tenant `json:"tenant"`
+	// RestoredTo is the moment restored (zero for a named backup).
+	RestoredTo time.Time `json:"restored_to,omitzero"`
+	// Undo, after a restore in place, holds the moment to restore to in
+	// order to undo it.
+	Undo *RestoreUndo `json:"undo,omitempty"`
+	// Source, after a fork, is the tenant it was made from.
+	Source string `json:"source,omitempty"`
+}
+
+// RestoreUndo is the moment just before a restore in place.
+type RestoreUndo struct {
+	Timestamp time.Time `json:"timestamp"`
+	Note      string    `json:"note,omitempty"`
+}
+
+// RestoreTo restores tenant id to the moment at, in place or, when fork is
+// not empty, into a new tenant of that id (the source is left alone).
+func (c *HTTPClient) RestoreTo(ctx context.Context, id string, at time.Time, fork string) (RestoreResult, error) {
+	var res RestoreResult
+	err := c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/pitr", pitrRequest{Timestamp: at, Fork: fork}, &res)
+	return res, err
+}
+
+// Backups lists tenant id's named backups.
+func (c *HTTPClient) Backups(ctx context.Context, id string) ([]BackupInfo, error) {
+	var out struct {
+		Items []BackupInfo `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/cp/tenants/"+url.PathEscape(id)+"/backups", nil, &out)
+	return out.Items, err
+}
+
+// CreateBackup stores a named backup of tenant id (name "": a timestamp).
+func (c *HTTPClient) CreateBackup(ctx context.Context, id, name string) (BackupInfo, error) {
+	var b BackupInfo
+	err := c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/backups", backupRequest{Name: name}, &b)
+	return b, err
+}
+
+// DeleteBackup deletes tenant id's named backup.
+func (c *HTTPClient) DeleteBackup(ctx context.Context, id, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/cp/tenants/"+url.PathEscape(id)+"/backups/"+url.PathEscape(name), nil, nil)
+}
+
+// RestoreBackup restores tenant id's named backup in place.
+func (c *HTTPClient) RestoreBackup(ctx context.Context, id, name string) (RestoreResult, error) {
+	var res RestoreResult
+	err := c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/backups/"+url.PathEscape(name)+"/restore", nil, &res)
+	return res, err
+}
+
+// ExportTenant writes tenant id's archive (a gzipped tar) to w as it
+// arrives, and returns its size. The server builds the whole archive
+// before it answers, so the call has no overall timeout: ctx bounds it. A
+// stream cut short is an error (the archive's length is announced).
+func (c *HTTPClient) ExportTenant(ctx context.Context, id string, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, c.stream, http.MethodGet, "/api/cp/tenants/"+url.PathEscape(id)+"/export", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("export %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// ImportTenant creates tenant id (display name name, may be empty) from
+// the archive of size bytes in archive, sent as it is read (never held in
+// memory); each attempt reads it again from the start. Like ExportTenant
+// it has no overall timeout.
+func (c *HTTPClient) ImportTenant(ctx context.Context, id, name string, archive io.ReaderAt, size int64) (Tenant, error) {
+	body := &payload{
+		open:        func() io.Reader { return io.NewSectionReader(archive, 0, size) },
+		size:        size,
+		contentType: "application/gzip",
+	}
+	resp, err := c.send(ctx, c.stream, http.MethodPost, "/api/cp/tenants/import?"+url.Values{"id": {id}, "name": {name}}.Encode(), body)
+	if err != nil {
+		return Tenant{}, err
+	}
+	defer closeBody(resp.Body)
+	var t Tenant
+	err = json.NewDecoder(resp.Body).Decode(&t)
+	return t, err
+}
+
+// ArchiveTenant archives tenant id now (operators only).
+func (c *HTTPClient) ArchiveTenant(ctx context.Context, id string) (Tenant, error) {
+	var t Tenant
+	err := c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/archive", nil, &t)
+	return t, err
+}
+
+// UnarchiveTenant opens archived tenant id now (operators only).
+func (c *HTTPClient) UnarchiveTenant(ctx context.Context, id string) (Tenant, error) {
+	var t Tenant
+	err := c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/unarchive", nil, &t)
+	return t, err
 }
