@@ -1,5 +1,5 @@
 // Command pbe runs the pbe platform (pbe serve) and administers a running
-// one (pbe tenant ...).
+// one (pbe tenant ..., pbe backup ...).
 package main
 
 import (
@@ -33,7 +33,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newTenantCmd(), newClusterCmd(), newHooksCmd())
+	root.AddCommand(newServeCmd(), newTenantCmd(), newBackupCmd(), newClusterCmd(), newHooksCmd())
 	return root
 }
 

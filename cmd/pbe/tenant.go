@@ -56,10 +56,10 @@ func (o *clientOptions) client() (*controlplane.HTTPClient, error) {
 
 func newTenantCmd() *cobra.Command {
 	var o clientOptions
-	cmd := &cobra.Command{Use: "tenant", Short: "Create, list, inspect, delete and restore tenants of a running pbe"}
+	cmd := &cobra.Command{Use: "tenant", Short: "Create, list, inspect, delete, restore and archive tenants of a running pbe"}
 	o.register(cmd)
 	cmd.AddCommand(tenantCreateCmd(&o), tenantListCmd(&o), tenantGetCmd(&o), tenantDeleteCmd(&o),
-		tenantRestoreCmd(&o), tenantAddAdminCmd(&o))
+		tenantRestoreCmd(&o), tenantAddAdminCmd(&o), tenantArchiveCmd(&o), tenantUnarchiveCmd(&o))
 	return cmd
 }
 
@@ -162,6 +162,20 @@ func tenantRestoreCmd(o *clientOptions) *cobra.Command {
 	return tenantIDCmd(o, "restore-deleted", "Bring back a deleted tenant within its grace period",
 		func(c *controlplane.HTTPClient, cmd *cobra.Command, id string) (any, error) {
 			return c.RestoreTenant(cmd.Context(), id)
+		})
+}
+
+func tenantArchiveCmd(o *clientOptions) *cobra.Command {
+	return tenantIDCmd(o, "archive", "Archive a tenant now, as idle tenants are: its history becomes one archive and no node holds it",
+		func(c *controlplane.HTTPClient, cmd *cobra.Command, id string) (any, error) {
+			return c.ArchiveTenant(cmd.Context(), id)
+		})
+}
+
+func tenantUnarchiveCmd(o *clientOptions) *cobra.Command {
+	return tenantIDCmd(o, "unarchive", "Open an archived tenant now, rather than on its next request",
+		func(c *controlplane.HTTPClient, cmd *cobra.Command, id string) (any, error) {
+			return c.UnarchiveTenant(cmd.Context(), id)
 		})
 }
 
