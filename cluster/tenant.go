@@ -15,6 +15,11 @@ const (
 	// TenantDeleted tenants are no longer served; their object-store data is
 	// kept until PurgeAfter so an operator can restore them.
 	TenantDeleted TenantState = "deleted"
+	// TenantArchived is how the API shows an active tenant that is
+	// archived (ArchivedAt set). It is never stored: the registry keeps
+	// such a tenant active, since it is still served (its next request
+	// opens it), and the tenant nodes act on the stored state.
+	TenantArchived TenantState = "archived"
 )
 
 // Durability says when a tenant's write is acknowledged.
@@ -95,6 +100,15 @@ type RestoreSpec struct {
 	// from Since on hold what was written after the restore, and win over
 	// it once any of them has data.
 	Since uint64 `json:"since"`
+}
+
+// ShownState is the tenant's state as the API shows it: TenantArchived for
+// an active tenant that is archived, else its stored State.
+func (t Tenant) ShownState() TenantState {
+	if t.State == TenantActive && t.ArchivedAt != nil {
+		return TenantArchived
+	}
+	return t.State
 }
 
 // Blocked reports whether the tenant is suspended, by itself or with its

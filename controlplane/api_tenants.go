@@ -22,7 +22,8 @@ const (
 	maxNameLen     = 100
 )
 
-// tenantView is a tenant as the API shows it.
+// tenantView is a tenant as the API shows it to operators and customers:
+// its state is the shown one (cluster.Tenant.ShownState).
 type tenantView struct {
 	cluster.Tenant
 	URL string `json:"url"`
@@ -34,6 +35,7 @@ type tenantView struct {
 
 func (c *ControlPlane) view(t cluster.Tenant) tenantView {
 	v := tenantView{Tenant: t, URL: c.tenantURL(t.ID)}
+	v.State = t.ShownState()
 	if r, ok := c.fleet.tenantReport(t.Node, t.ID); ok && r.Epoch == t.Epoch {
 		v.Replication = &r
 	}
@@ -227,16 +229,19 @@ func (c *ControlPlane) removeFromNode(ctx context.Context, t cluster.Tenant) {
 	}
 }
 
+// handleListTenants lists tenants in the shown state ?state= (active,
+// archived, deleted or all; by default every tenant not deleted).
 func (c *ControlPlane) handleListTenants(w http.ResponseWriter, r *http.Request) {
 	var f store.TenantFilter
-	switch s := r.URL.Query().Get("state"); s {
-	case "", string(cluster.TenantActive):
+	want := cluster.TenantState(r.URL.Query().Get("state"))
+	switch want {
+	case "", cluster.TenantActive, cluster.TenantArchived:
 		f.State = cluster.TenantActive
-	case string(cluster.TenantDeleted):
+	case cluster.TenantDeleted:
 		f.State = cluster.TenantDeleted
 	case "all":
 	default:
-		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "query parameter \"state\" must be active, deleted or all"))
+		cluster.WriteError(w, cluster.Errorf(cluster.ErrInvalidInput, "query parameter \"state\" must be active, archived, deleted or all"))
 		return
 	}
 	var ts []cluster.Tenant
@@ -252,7 +257,10 @@ func (c *ControlPlane) handleListTenants(w http.ResponseWriter, r *http.Request)
 	}
 	items := make([]tenantView, 0, len(ts))
 	for _, t := range ts {
-		if f.State == "" || t.State == f.State {
+		if f.State != "" && t.State != f.State {
+			continue
+		}
+		if want == "" || want == "all" || t.ShownState() == want {
 			items = append(items, c.view(t))
 		}
 	}
@@ -272,6 +280,12 @@ func (c *ControlPlane) handleGetTenant(w http.ResponseWriter, r *http.Request) {
 	t, err := c.pathOwnedTenant(r)
 	if err != nil {
 		cluster.WriteError(w, err)
+		return
+	}
+	if principal(r).Kind == auth.KindNode {
+		// A tenant node opens an archived tenant because its stored state
+		// is active: it gets the record as stored.
+		writeJSON(w, http.StatusOK, t)
 		return
 	}
 	writeJSON(w, http.StatusOK, c.view(t))

@@ -114,7 +114,8 @@ func (c *HTTPClient) CreateTenant(ctx context.Context, in CreateTenantInput) (Te
 	return t, err
 }
 
-// ListTenants lists tenants in state ("active", "deleted" or "all").
+// ListTenants lists tenants in state ("active", "archived", "deleted" or
+// "all"; "" for every tenant not deleted).
 func (c *HTTPClient) ListTenants(ctx context.Context, state string) ([]Tenant, error) {
 	var out struct {
 		Items []Tenant `json:"items"`

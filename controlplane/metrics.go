@@ -38,7 +38,7 @@ var (
 	descBadgerGCRewrites = prometheus.NewDesc("pbe_badger_vlog_gc_rewrites_total",
 		"Badger value-log files the GC rewrote.", nil, nil)
 	descRegistryTenants = prometheus.NewDesc("pbe_registry_tenants",
-		"Tenants in the registry, by state.", []string{"state"}, nil)
+		"Tenants in the registry, by state (active, archived or deleted).", []string{"state"}, nil)
 )
 
 // leaderSampleInterval is how often the leader is sampled to count leader
@@ -118,9 +118,9 @@ func (cc *cpCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstSummary(descBadgerGCDuration, gc.Runs, gc.Total.Seconds(), nil)
 	ch <- prometheus.MustNewConstMetric(descBadgerGCRewrites, prometheus.CounterValue, float64(gc.Rewrites))
 	if tenants, err := cc.c.store.Tenants(store.TenantFilter{}); err == nil {
-		counts := map[cluster.TenantState]int{cluster.TenantActive: 0, cluster.TenantDeleted: 0}
+		counts := map[cluster.TenantState]int{cluster.TenantActive: 0, cluster.TenantArchived: 0, cluster.TenantDeleted: 0}
 		for _, t := range tenants {
-			counts[t.State]++
+			counts[t.ShownState()]++
 		}
 		for state, n := range counts {
 			gauge(descRegistryTenants, float64(n), string(state))

@@ -43,7 +43,7 @@ func (c *ControlPlane) routes() []route {
 		{"POST", "/api/cp/quota-requests/{id}/reject", accessOperator, c.write(c.handleRejectQuota), "operator", "Reject a quota request with a reason."},
 
 		{"POST", "/api/cp/tenants", accessCaller, c.write(c.handleCreateTenant), "tenants", "Create a tenant (customers: within max_tenants, verified e-mail required)."},
-		{"GET", "/api/cp/tenants", accessCaller, c.read(c.handleListTenants), "tenants", "List tenants (customers see their own)."},
+		{"GET", "/api/cp/tenants", accessCaller, c.read(c.handleListTenants), "tenants", "List tenants (customers see their own): ?state=active, archived, deleted or all (default: all but deleted)."},
 		{"GET", "/api/cp/tenants/{id}", accessNode, c.read(c.handleGetTenant), "tenants", "A tenant's record."},
 		{"PATCH", "/api/cp/tenants/{id}", accessCaller, c.write(c.handleUpdateTenant), "tenants", "Change a tenant's name or durability (operators also suspension and quota)."},
 		{"DELETE", "/api/cp/tenants/{id}", accessCaller, c.write(c.handleDeleteTenant), "tenants", "Delete a tenant (its data is kept for the grace period)."},

@@ -48,7 +48,7 @@
 //	pbe_badger_size_bytes{part}                       gauge, part is lsm or vlog
 //	pbe_badger_vlog_gc_duration_seconds               summary (count and sum) of value-log GC runs
 //	pbe_badger_vlog_gc_rewrites_total                 counter of value-log files rewritten
-//	pbe_registry_tenants{state}                       gauge
+//	pbe_registry_tenants{state}                       gauge, state is active, archived or deleted
 package metrics
 
 import (

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/controlplane"
 	"github.com/pbe/pbe/internal/s3test"
 )
 
@@ -78,6 +81,81 @@ func TestArchiving_IdleTenantIsArchivedAndComesBackOnItsNextRequest(t *testing.T
 	mustStatus(t, r, http.StatusOK)
 	if got := strings.Join(s.postTitles("sleepy"), ","); got != "before the nap,after the nap" {
 		t.Fatalf("after archiving by hand: %q", got)
+	}
+}
+
+// TestArchiving_StateArchived checks that the API shows an archived
+// tenant in state "archived" (and lists it under ?state=archived), while
+// tenant nodes still read it as active, which is what lets its next
+// request open it.
+func TestArchiving_StateArchived(t *testing.T) {
+	const secret = "cluster-secret-for-the-test"
+	s := startServer(t, t.TempDir(), func(o *serveOptions) { o.clusterSecret = secret })
+	s.createTenant("sleepy")
+	s.createTenant("awake")
+	state := func(id string) string {
+		r := s.api("GET", "/api/cp/tenants/"+id, nil)
+		mustStatus(t, r, http.StatusOK)
+		var tn struct{ State string }
+		r.json(t, &tn)
+		return tn.State
+	}
+	list := func(query string) string {
+		r := s.api("GET", "/api/cp/tenants"+query, nil)
+		mustStatus(t, r, http.StatusOK)
+		var out struct{ Items []struct{ ID, State string } }
+		r.json(t, &out)
+		var ids []string
+		for _, it := range out.Items {
+			ids = append(ids, it.ID+":"+it.State)
+		}
+		slices.Sort(ids)
+		return strings.Join(ids, ",")
+	}
+
+	r := s.api("POST", "/api/cp/tenants/sleepy/archive", nil)
+	mustStatus(t, r, http.StatusOK)
+	if !strings.Contains(string(r.body), `"state":"archived"`) {
+		t.Fatalf("archive answer: got %s, want state archived", r.body)
+	}
+	if got := state("sleepy"); got != "archived" {
+		t.Fatalf("after archive: got state %q, want archived", got)
+	}
+	for query, want := range map[string]string{
+		"":                "awake:active,sleepy:archived",
+		"?state=archived": "sleepy:archived",
+		"?state=active":   "awake:active",
+		"?state=all":      "awake:active,sleepy:archived",
+		"?state=deleted":  "",
+	} {
+		if got := list(query); got != want {
+			t.Errorf("GET /api/cp/tenants%s: got %q, want %q", query, got, want)
+		}
+	}
+	mustStatus(t, s.api("GET", "/api/cp/tenants?state=asleep", nil), http.StatusBadRequest)
+	var listed []controlplane.Tenant
+	s.mustCLI(t, &listed, "tenant", "list", "--state", "archived", "--json")
+	if len(listed) != 1 || listed[0].ID != "sleepy" || listed[0].State != cluster.TenantArchived {
+		t.Fatalf("pbe tenant list --state archived: got %+v, want sleepy archived", listed)
+	}
+	// Tenant nodes read the stored record: active, with archived_at.
+	tn, err := controlplane.NewHTTPClient("http://127.0.0.1:"+s.port, secret).Tenant(context.Background(), "sleepy")
+	if err != nil || tn.State != cluster.TenantActive || tn.ArchivedAt == nil {
+		t.Fatalf("a node's read: got state %q, archived_at %v (%v), want active and archived", tn.State, tn.ArchivedAt, err)
+	}
+	metrics := s.scrapeMetrics(t, s.base()+"/metrics", "Authorization", "Bearer "+secret)
+	for _, want := range []string{`pbe_registry_tenants{state="active"} 1`, `pbe_registry_tenants{state="archived"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics: no %s", want)
+		}
+	}
+
+	mustStatus(t, s.api("POST", "/api/cp/tenants/sleepy/unarchive", nil), http.StatusOK)
+	if got := state("sleepy"); got != "active" {
+		t.Fatalf("after unarchive: got state %q, want active", got)
+	}
+	if got := list("?state=archived"); got != "" {
+		t.Fatalf("archived tenants after unarchive: got %q, want none", got)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/controlplane"
 )
 
@@ -170,13 +171,13 @@ func TestBackupCmd_RestoresBackupsExportImportAndArchive(t *testing.T) {
 	t.Run("archive and unarchive", func(t *testing.T) {
 		var tn controlplane.Tenant
 		s.mustCLI(t, &tn, "tenant", "archive", "shop")
-		if tn.ArchivedAt == nil || tn.Node != "" {
-			t.Fatalf("after archive: got archived_at %v on node %q, want archived on none", tn.ArchivedAt, tn.Node)
+		if tn.State != cluster.TenantArchived || tn.ArchivedAt == nil || tn.Node != "" {
+			t.Fatalf("after archive: got state %q, archived_at %v on node %q, want archived on none", tn.State, tn.ArchivedAt, tn.Node)
 		}
 		tn = controlplane.Tenant{}
 		s.mustCLI(t, &tn, "tenant", "unarchive", "shop")
-		if tn.ArchivedAt != nil || tn.Node == "" {
-			t.Fatalf("after unarchive: got archived_at %v on node %q, want open on a node", tn.ArchivedAt, tn.Node)
+		if tn.State != cluster.TenantActive || tn.ArchivedAt != nil || tn.Node == "" {
+			t.Fatalf("after unarchive: got state %q, archived_at %v on node %q, want active on a node", tn.State, tn.ArchivedAt, tn.Node)
 		}
 		if got := titles("shop"); got != "A,B" {
 			t.Fatalf("after unarchive: got %q, want %q", got, "A,B")

@@ -120,7 +120,7 @@ func tenantListCmd(o *clientOptions) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "active", "active, deleted or all")
+	cmd.Flags().StringVar(&state, "state", "", "active, archived, deleted or all (default: every tenant not deleted)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
