@@ -3,13 +3,13 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/pbe/pbe/health"
 )
 
 // DiskConfig configures the store's disk manager.
@@ -25,7 +25,8 @@ type DiskConfig struct {
 	// GCDiscardRatio is the share of stale data that makes a value-log file
 	// worth rewriting.
 	GCDiscardRatio float64
-	// FreeBytes measures the free space under a path; nil uses statfs.
+	// FreeBytes measures the free space under a path; nil uses
+	// health.FreeBytes (statfs).
 	FreeBytes func(path string) (uint64, error)
 }
 
@@ -48,15 +49,6 @@ func DefaultDiskConfig(dir string) DiskConfig {
 	}
 }
 
-// freeBytes returns the space available to unprivileged users under path.
-func freeBytes(path string) (uint64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(path, &st); err != nil {
-		return 0, err
-	}
-	return st.Bavail * uint64(st.Bsize), nil
-}
-
 // DiskManager watches the data volume's free space and runs Badger's
 // value-log GC on a schedule. Low disk is reported, not acted on: the
 // control plane refuses writes (507) and fails readiness while it lasts,
@@ -72,7 +64,7 @@ type DiskManager struct {
 // NewDiskManager returns a disk manager for s; Run starts it.
 func (s *Store) NewDiskManager(cfg DiskConfig) *DiskManager {
 	if cfg.FreeBytes == nil {
-		cfg.FreeBytes = freeBytes
+		cfg.FreeBytes = health.FreeBytes
 	}
 	d := &DiskManager{cfg: cfg, store: s, logger: s.logger.With("subsystem", "disk")}
 	d.check()
@@ -85,7 +77,7 @@ func (d *DiskManager) LowDisk() bool { return d.low.Load() }
 // Check returns an error naming the free space when it is low.
 func (d *DiskManager) Check(context.Context) error {
 	if d.low.Load() {
-		return fmt.Errorf("free disk %d MiB is below the minimum %d MiB", d.free.Load()>>20, d.cfg.MinFreeBytes>>20)
+		return health.LowDisk(d.free.Load(), d.cfg.MinFreeBytes)
 	}
 	return nil
 }
