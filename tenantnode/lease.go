@@ -3,6 +3,7 @@ package tenantnode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 // margin more, so this node always stops first.
 type lease struct {
 	until atomic.Pointer[time.Time]
+	// failure is why the last renewal failed; nil after one succeeds.
+	failure atomic.Pointer[error]
 }
 
 func (l *lease) valid() bool {
@@ -34,6 +37,30 @@ func (l *lease) extend(t time.Time) {
 			return
 		}
 	}
+}
+
+// renewed records the outcome of a renewal.
+func (l *lease) renewed(err error) {
+	if err == nil {
+		l.failure.Store(nil)
+		return
+	}
+	l.failure.Store(&err)
+}
+
+// ControlPlaneReady reports whether the node holds its lease, that is
+// whether the control plane answered one of its heartbeats within the
+// lease. Without a lease the error says why the last renewal failed. It
+// makes no call: it reads what the renewer last saw (at most one
+// heartbeat interval old).
+func (m *Manager) ControlPlaneReady(context.Context) error {
+	if m.lease.valid() {
+		return nil
+	}
+	if err := m.lease.failure.Load(); err != nil {
+		return fmt.Errorf("%w (the last heartbeat failed: %v)", cluster.ErrNoLease, *err)
+	}
+	return cluster.ErrNoLease
 }
 
 // leaseSafety is the share of each lease the node gives up to absorb clock
@@ -96,6 +123,7 @@ func (m *Manager) renewer() {
 		if errors.Is(err, errNodeDown) || errors.Is(err, cluster.ErrNotFound) {
 			err = m.register(context.Background())
 		}
+		m.lease.renewed(err)
 		switch {
 		case err == nil && lapsed:
 			lapsed = false

@@ -17,7 +17,8 @@ const maxOrderBody = 64 << 10
 // process: tenant requests proxied by gateways (HeaderTenant names the
 // tenant, HeaderEpoch the epoch the gateway routed at) and orders from the
 // control plane under /internal/. Every request must carry the cluster
-// secret in HeaderSecret; /healthz and /readyz answer without it.
+// secret in HeaderSecret. Health and metrics are the caller's to serve in
+// front of it, for requests that name no tenant.
 func (m *Manager) Handler(secret string) http.Handler {
 	orders := http.NewServeMux()
 	orders.HandleFunc("POST /internal/tenants/{id}/release", m.handleRelease)
@@ -26,18 +27,6 @@ func (m *Manager) Handler(secret string) http.Handler {
 	orders.HandleFunc("POST /internal/tenants/{id}/remove", m.handleRemove)
 	orders.HandleFunc("POST /internal/tenants/{id}/update", m.handleUpdate)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/healthz":
-			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-			return
-		case "/readyz":
-			if err := m.Ready(); err != nil {
-				cluster.WriteError(w, cluster.Errorf(cluster.ErrUnavailable, "%v", err))
-				return
-			}
-			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-			return
-		}
 		if !isSecret(secret, r.Header.Get(cluster.HeaderSecret)) {
 			w.Header().Set(cluster.HeaderError, cluster.ErrUnauthorized.Code)
 			cluster.WriteError(w, cluster.Errorf(cluster.ErrUnauthorized, "this is a tenant node's internal API: missing or wrong cluster secret"))

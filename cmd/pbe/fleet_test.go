@@ -17,6 +17,7 @@ import (
 
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/controlplane"
+	"github.com/pbe/pbe/health"
 	"github.com/pbe/pbe/internal/s3test"
 	"github.com/pbe/pbe/storage"
 )
@@ -149,6 +150,20 @@ func TestFleet_Smoke(t *testing.T) {
 		t.Fatalf("fleet health: %s", r.body)
 	}
 
+	t.Run("a tenant node's readiness names its checks", func(t *testing.T) {
+		for id, port := range f.nodePort {
+			status, rep := readyz(t, port)
+			if status != http.StatusOK || rep.Status != "ok" {
+				t.Fatalf("%s: got %d %+v, want 200 ok", id, status, rep)
+			}
+			for _, check := range []string{"control_plane", "disk", "object_store", "tenant_node"} {
+				if got := rep.Checks[check]; got.Status != "ok" {
+					t.Errorf("%s: check %s got %+v, want ok", id, check, got)
+				}
+			}
+		}
+	})
+
 	// A change of durability is a registry write, then an order to the
 	// node serving the tenant, which applies it to the next write.
 	sync := cluster.DurabilitySync
@@ -176,6 +191,47 @@ func TestFleet_Smoke(t *testing.T) {
 	mustStatus(t, order(testClusterSecret, `{"id":"acme","epoch":1,"durability":"eventually"}`), http.StatusBadRequest)
 	mustStatus(t, order(testClusterSecret, `{"id":"other","epoch":1,"durability":"async"}`), http.StatusBadRequest)
 	g.createPost("acme", "durable now")
+
+	t.Run("without the control plane the gateway and the nodes are not ready", func(t *testing.T) {
+		for _, p := range f.cps.procs {
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		waitNotReady(t, f.gwPort, "route_feed", "no fresh route feed")
+		for _, port := range f.nodePort {
+			waitNotReady(t, port, "control_plane", "no lease")
+		}
+	})
+}
+
+// readyz returns the answer of GET /readyz on the process at port.
+func readyz(t testing.TB, port string) (int, health.Report) {
+	t.Helper()
+	s := &testServer{t: t, port: port, client: loopbackClient(port)}
+	r := s.do("GET", "http://127.0.0.1:"+port+"/readyz", nil)
+	var rep health.Report
+	r.json(t, &rep)
+	return r.status, rep
+}
+
+// waitNotReady waits (bounded) until the process at port answers /readyz
+// with 503 and its check fails with an error containing want.
+func waitNotReady(t testing.TB, port, check, want string) {
+	t.Helper()
+	var status int
+	var rep health.Report
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		status, rep = readyz(t, port)
+		got := rep.Checks[check]
+		if status == http.StatusServiceUnavailable && rep.Status == "fail" && got.Status == "fail" && strings.Contains(got.Error, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz on port %s: got %d %+v, want 503 with check %s failing with %q", port, status, rep, check, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func clusterDurability(s string) cluster.Durability { return cluster.Durability(s) }
@@ -474,18 +530,14 @@ func TestFleet_DrainUnderLoadFailsNothing(t *testing.T) {
 	if n.State != cluster.NodeDraining {
 		t.Fatalf("drained node is %s", n.State)
 	}
-	// A draining node is not ready for new tenants.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		nodeClient := &testServer{t: t, client: loopbackClient(f.nodePort[victim])}
-		r := nodeClient.do("GET", "http://127.0.0.1:"+f.nodePort[victim]+"/readyz", nil)
-		if r.status == http.StatusServiceUnavailable && strings.Contains(string(r.body), "draining") {
-			break
+	// A draining node is not ready for new tenants, and says which check
+	// fails; the others still pass.
+	waitNotReady(t, f.nodePort[victim], "tenant_node", "draining")
+	_, rep := readyz(t, f.nodePort[victim])
+	for _, check := range []string{"control_plane", "disk", "object_store"} {
+		if got := rep.Checks[check]; got.Status != "ok" {
+			t.Errorf("draining node: check %s got %+v, want ok", check, got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the drained node is still ready: %d %s", r.status, r.body)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -197,7 +197,30 @@ func (p *platform) startRemoteNode(ctx context.Context, o *serveOptions, checks 
 		return nil, err
 	}
 	p.cpClient = cp
-	return withOps(p.node.Handler(o.clusterSecret), guardedOps(p.metrics, o.clusterSecret, nil)), nil
+	checks.Add("control_plane", p.node.ControlPlaneReady)
+	checks.Add("disk", health.MinFreeDisk(o.dir, uint64(o.minFreeDisk), o.freeDisk))
+	checks.Add("object_store", objects.Ping)
+	return withHealth(withOps(p.node.Handler(o.clusterSecret), guardedOps(p.metrics, o.clusterSecret, nil)), checks), nil
+}
+
+// withHealth answers /healthz and /readyz, without credentials, in front
+// of a tenant node's internal API; requests that name a tenant go to the
+// node whatever their path.
+func withHealth(node http.Handler, checks *health.Checker) http.Handler {
+	live, ready := health.LiveHandler(), checks.ReadyHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Header.Get(cluster.HeaderTenant) == "" {
+			switch r.URL.Path {
+			case "/healthz":
+				live.ServeHTTP(w, r)
+				return
+			case "/readyz":
+				ready.ServeHTTP(w, r)
+				return
+			}
+		}
+		node.ServeHTTP(w, r)
+	})
 }
 
 // startControlPlane opens the registry store and starts the control plane.

@@ -188,7 +188,7 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.StringVar(&o.raftPeers, "raft-peers", "", "initial control-plane voters as id=host:port,... (the same on every node; used once, to bootstrap)")
 	f.StringVar(&o.join, "join", "", "join a running cluster through these control-plane API URLs (comma-separated)")
 	f.StringVar(&o.clusterSecret, "cluster-secret", "", "secret shared by all nodes; authenticates Raft traffic and joins (prefer the env PBE_CLUSTER_SECRET)")
-	f.Var(&o.minFreeDisk, "min-free-disk", "free space on the data volume below which the control plane refuses writes (507)")
+	f.Var(&o.minFreeDisk, "min-free-disk", "free space on the data volume below which the control plane refuses writes (507) and a tenant node reports not ready")
 	f.StringVar(&o.controlPlane, "control-plane", "", "control-plane API addresses for tenant nodes and gateways (host:port or URL, comma-separated)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "host:port serving GET /metrics without authentication, for a private scrape network (empty: /metrics only on --http, with the cluster secret or an operator token)")
 	f.DurationVar(&o.lease, "lease", o.lease, "how long a tenant node's heartbeat entitles it to serve its tenants (control plane); tenants fail over a little after it runs out")
