@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/tracing"
 )
@@ -80,12 +82,22 @@ type outcome struct {
 
 // try makes one attempt of r to tenant id: resolve the route, proxy.
 func (p *Proxy) try(w http.ResponseWriter, r *http.Request, id string, body *replayBody, deadline time.Time) outcome {
-	rt, err := p.lookup(r.Context(), id, deadline)
+	rctx, rspan := tracing.Start(r.Context(), "gateway.route")
+	rt, err := p.lookup(rctx, id, deadline)
+	if err == nil && rspan.IsRecording() {
+		rspan.SetAttributes(attribute.String("pbe.node", rt.Node), attribute.String("pbe.epoch", rt.epoch))
+	}
+	tracing.Finish(rspan, err)
 	if err != nil {
 		return lookupOutcome(r, err)
 	}
 	a := &attempt{route: rt}
-	ctx, cancel := context.WithCancelCause(r.Context())
+	pctx, pspan := tracing.Start(r.Context(), "gateway.proxy")
+	if pspan.IsRecording() {
+		pspan.SetAttributes(attribute.String("pbe.node", rt.Node), attribute.String("server.address", rt.Addr))
+	}
+	defer func() { tracing.Finish(pspan, a.err) }()
+	ctx, cancel := context.WithCancelCause(pctx)
 	defer cancel(nil)
 	ctl := &attemptCtl{route: rt, cancel: cancel}
 	p.flights.add(id, ctl)
@@ -141,9 +153,11 @@ func (p *Proxy) attemptOutcome(r *http.Request, id string, a *attempt) outcome {
 func (p *Proxy) lookup(ctx context.Context, id string, deadline time.Time) (*route, error) {
 	if rt := p.routes.get(id); rt != nil {
 		p.cfg.Metrics.RouteCache(true)
+		tracing.Annotate(ctx, attribute.Bool("pbe.route_cached", true))
 		return rt, nil
 	}
 	p.cfg.Metrics.RouteCache(false)
+	tracing.Annotate(ctx, attribute.Bool("pbe.route_cached", false))
 	ch := p.misses.DoChan(id, func() (any, error) { return p.resolve(id) })
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/tracing"
 )
 
 // acquire returns the active instance of tenant id, activating it if
@@ -17,7 +18,7 @@ func (m *Manager) acquire(ctx context.Context, id string, epoch uint64, stream b
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		e, err := m.enter(id, stream)
+		e, err := m.enter(ctx, id, stream)
 		if err != nil {
 			return nil, err
 		}
@@ -45,8 +46,9 @@ func (m *Manager) acquire(ctx context.Context, id string, epoch uint64, stream b
 	}
 }
 
-// enter finds or starts the tenant's entry and counts the caller in.
-func (m *Manager) enter(id string, stream bool) (*entry, error) {
+// enter finds or starts the tenant's entry and counts the caller in. An
+// activation it starts outlives ctx but joins its trace.
+func (m *Manager) enter(ctx context.Context, id string, stream bool) (*entry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
@@ -64,7 +66,7 @@ func (m *Manager) enter(id string, stream bool) (*entry, error) {
 		wait := m.stopping[id]
 		victims := m.pickVictimsLocked()
 		m.wg.Add(1)
-		go m.activate(e, wait)
+		go m.activate(tracing.Detach(ctx), e, wait)
 		for _, v := range victims {
 			m.wg.Add(1)
 			go func() { defer m.wg.Done(); _ = m.stop(context.Background(), v) }()
@@ -95,9 +97,11 @@ func (m *Manager) release(e *entry, stream bool) {
 }
 
 // activate opens tenant e.id after any previous stop of it has finished.
-func (m *Manager) activate(e *entry, previousStop <-chan struct{}) {
+// parent carries no cancellation, only the trace of the request that
+// started the activation.
+func (m *Manager) activate(parent context.Context, e *entry, previousStop <-chan struct{}) {
 	defer m.wg.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ActivationTimeout)
+	ctx, cancel := context.WithTimeout(parent, m.cfg.ActivationTimeout)
 	defer cancel()
 	if previousStop != nil {
 		select {

@@ -15,12 +15,14 @@ import (
 
 	"github.com/benbjohnson/litestream"
 	"github.com/pocketbase/pocketbase/core"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/internal/atomicfile"
 	"github.com/pbe/pbe/metrics"
 	"github.com/pbe/pbe/storage"
 	"github.com/pbe/pbe/tenantnode/hooks"
+	"github.com/pbe/pbe/tracing"
 )
 
 // replicatedDBs are the tenant databases streamed to the object store.
@@ -98,13 +100,29 @@ type tenantMetadata struct {
 // app, attaches replication and builds the handler.
 func (m *Manager) open(ctx context.Context, t cluster.Tenant) (*instance, error) {
 	p := m.paths(t.ID)
-	t, origin, err := m.prepareLocal(ctx, t, p)
+	rctx, span := tracing.Start(ctx, "tenant.restore")
+	t, origin, err := m.prepareLocal(rctx, t, p)
+	if err == nil {
+		if err = m.linkFiles(t.ID, p); err != nil {
+			err = fmt.Errorf("open tenant %s: uploaded files: %w", t.ID, err)
+		}
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("pbe.activation", activationKind(origin)), attribute.Int64("pbe.epoch", int64(t.Epoch)))
+	}
+	tracing.Finish(span, err)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.linkFiles(t.ID, p); err != nil {
-		return nil, fmt.Errorf("open tenant %s: uploaded files: %w", t.ID, err)
-	}
+	bctx, span := tracing.Start(ctx, "tenant.bootstrap")
+	inst, err := m.bootstrap(bctx, t, p, origin)
+	tracing.Finish(span, err)
+	return inst, err
+}
+
+// bootstrap opens the PocketBase app of t's prepared local copy and
+// completes the open (startInstance).
+func (m *Manager) bootstrap(ctx context.Context, t cluster.Tenant, p tenantPaths, origin origin) (*instance, error) {
 	app, err := openApp(p.pbData, t.ID, m.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open tenant %s: %w", t.ID, err)

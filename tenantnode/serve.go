@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"net/http"
 	"os"
 	"time"
@@ -34,10 +33,7 @@ func (m *Manager) ServeTenantAt(w http.ResponseWriter, r *http.Request, id strin
 	stream := r.Method == http.MethodGet && r.URL.Path == "/api/realtime"
 	actx, aspan := tracing.Start(r.Context(), "tenant.acquire")
 	e, err := m.acquire(actx, id, epoch, stream)
-	if err != nil {
-		aspan.SetStatus(codes.Error, err.Error())
-	}
-	aspan.End()
+	tracing.Finish(aspan, err)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return // the client went away

@@ -4,12 +4,17 @@
 // variables); then spans go to it over OTLP/HTTP, batched. Off, every span
 // is OpenTelemetry's no-op and costs next to nothing.
 //
-// Spans: "gateway" (routing and proxying a request), "tenant.request" (a
-// tenant node serving it) with "tenant.acquire" (finding or activating
-// the tenant: restore and bootstrap), "cp.api" (a platform API call) with
-// "raft.apply" (a write through Raft). W3C trace context (traceparent)
-// is taken from the client's request and passed on by the gateway to the
-// node, so one request is one trace across processes.
+// Spans: "gateway" (a request at the gateway) with, in a gateway of its
+// own, "gateway.route" (finding the tenant's node: the route cache or the
+// control plane) and "gateway.proxy" (forwarding to that node), one of
+// each per attempt; "tenant.request" (a tenant node serving it) with
+// "tenant.acquire" (finding or activating the tenant), under which an
+// activation adds "tenant.restore" (the local copy or the object store)
+// and "tenant.bootstrap" (opening the PocketBase app until it serves);
+// "cp.api" (a platform API call) with "raft.apply" (a write through
+// Raft). W3C trace context (traceparent) is taken from the client's
+// request and passed on by the gateway to the node, so one request is one
+// trace across processes.
 package tracing
 
 import (
@@ -41,7 +46,7 @@ func Enabled(endpoint string) bool {
 // service. It returns a function that flushes and stops it. Without an
 // endpoint it only installs the W3C propagator and returns a no-op.
 func Setup(ctx context.Context, endpoint, service, node string) (func(context.Context) error, error) {
-	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	setPropagator()
 	if !Enabled(endpoint) {
 		on.Store(false)
 		return func(context.Context) error { return nil }, nil
@@ -63,9 +68,29 @@ func Setup(ctx context.Context, endpoint, service, node string) (func(context.Co
 		return nil, err
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	Use(tp)
+	return tp.Shutdown, nil
+}
+
+// Use makes tp the process's tracer provider and turns tracing on (Setup
+// does with its OTLP exporter; a test gives a provider that records in
+// memory). The returned function puts the previous provider and on/off
+// state back. Not for use while requests are being served.
+func Use(tp trace.TracerProvider) (restore func()) {
+	prev, wasOn := otel.GetTracerProvider(), on.Load()
+	setPropagator()
 	otel.SetTracerProvider(tp)
 	on.Store(true)
-	return tp.Shutdown, nil
+	return func() {
+		otel.SetTracerProvider(prev)
+		on.Store(wasOn)
+	}
+}
+
+// setPropagator installs W3C trace context and baggage as the process's
+// propagation format.
+func setPropagator() {
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 }
 
 // on is whether a provider is installed: off, the request path starts no
@@ -81,6 +106,33 @@ func Start(ctx context.Context, name string, attrs ...attribute.KeyValue) (conte
 		return ctx, noSpan
 	}
 	return Tracer().Start(ctx, name, trace.WithAttributes(attrs...))
+}
+
+// Finish ends span, marking it failed with err when err is not nil.
+func Finish(span trace.Span, err error) {
+	if err != nil && span.IsRecording() {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+// Annotate sets an attribute on ctx's span when tracing is on. (One
+// attribute, not a list: off, the call allocates nothing.)
+func Annotate(ctx context.Context, kv attribute.KeyValue) {
+	if on.Load() {
+		trace.SpanFromContext(ctx).SetAttributes(kv)
+	}
+}
+
+// Detach returns a context for work that ctx's request starts but that
+// outlives it (it shares no cancellation or values with ctx): it carries
+// ctx's span when tracing is on, so the work's spans join the request's
+// trace, and is context.Background() when off.
+func Detach(ctx context.Context) context.Context {
+	if !on.Load() {
+		return context.Background()
+	}
+	return trace.ContextWithSpan(context.Background(), trace.SpanFromContext(ctx))
 }
 
 // Tracer is pbe's tracer (from the current global provider).

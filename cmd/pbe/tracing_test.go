@@ -93,12 +93,13 @@ func TestTracing_OneRequestIsOneTraceAcrossProcesses(t *testing.T) {
 	mustStatus(t, r, http.StatusOK)
 
 	gw := rcv.find(t, trace, "gateway")
+	proxy := rcv.find(t, trace, "gateway.proxy")
 	node := rcv.find(t, trace, "tenant.request")
 	acquire := rcv.find(t, trace, "tenant.acquire")
-	if gw.service != "pbe-gateway" || node.service != "pbe-tenant-node" {
-		t.Fatalf("services: gateway span from %q, node span from %q", gw.service, node.service)
+	if gw.service != "pbe-gateway" || proxy.service != "pbe-gateway" || node.service != "pbe-tenant-node" {
+		t.Fatalf("services: gateway span from %q, proxy span from %q, node span from %q", gw.service, proxy.service, node.service)
 	}
-	if gw.parent != client || node.parent != gw.span || acquire.parent != node.span {
-		t.Fatalf("not one connected trace: client %s -> gateway %+v -> node %+v -> acquire %+v", client, gw, node, acquire)
+	if gw.parent != client || proxy.parent != gw.span || node.parent != proxy.span || acquire.parent != node.span {
+		t.Fatalf("not one connected trace: client %s -> gateway %+v -> proxy %+v -> node %+v -> acquire %+v", client, gw, proxy, node, acquire)
 	}
 }
