@@ -31,6 +31,19 @@ type testServer struct {
 // startServer starts a platform with data in dir; mutate adjusts options.
 func startServer(t *testing.T, dir string, mutate func(*serveOptions)) *testServer {
 	t.Helper()
+	s := startRole(t, dir, mutate)
+	tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+	if err != nil {
+		t.Fatalf("admin.token: %v", err)
+	}
+	s.token = strings.TrimSpace(string(tok))
+	return s
+}
+
+// startRole is startServer for any mode: it leaves token empty (only a
+// control plane writes admin.token).
+func startRole(t *testing.T, dir string, mutate func(*serveOptions)) *testServer {
+	t.Helper()
 	o := defaultServeOptions()
 	o.httpAddr = "127.0.0.1:0"
 	o.dir = dir
@@ -52,11 +65,6 @@ func startServer(t *testing.T, dir string, mutate func(*serveOptions)) *testServ
 	_, port, _ := net.SplitHostPort(o.httpAddr)
 	s := &testServer{t: t, opts: o, p: p, port: port, client: loopbackClient(port), served: make(chan error, 1)}
 	go func() { s.served <- p.server.Serve(ln) }()
-	tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
-	if err != nil {
-		t.Fatalf("admin.token: %v", err)
-	}
-	s.token = strings.TrimSpace(string(tok))
 	t.Cleanup(s.stop)
 	return s
 }

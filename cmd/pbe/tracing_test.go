@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,8 +11,12 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pbe/pbe/tracing"
 )
 
 // otlpReceiver is a real OTLP/HTTP trace endpoint in the test process.
@@ -102,4 +108,181 @@ func TestTracing_OneRequestIsOneTraceAcrossProcesses(t *testing.T) {
 	if gw.parent != client || proxy.parent != gw.span || node.parent != proxy.span || acquire.parent != node.span {
 		t.Fatalf("not one connected trace: client %s -> gateway %+v -> proxy %+v -> node %+v -> acquire %+v", client, gw, proxy, node, acquire)
 	}
+}
+
+// TestTracing_EndpointFlag: --otlp-endpoint alone (no OTEL_* variable)
+// turns tracing on.
+func TestTracing_EndpointFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the pbe binary")
+	}
+	rcv := &otlpReceiver{}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	p := launchProc(t, t.TempDir(), freePort(t), []string{"--otlp-endpoint", srv.URL},
+		[]string{"PBE_ADMIN_TOKEN=", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=", "OTEL_BSP_SCHEDULE_DELAY=100"})
+	p.waitReady()
+	s := p.harness(t)
+
+	const trace, client = "5bf92f3577b34da6a3ce929d0e0e4737", "10f067aa0ba902b8"
+	mustStatus(t, s.api("GET", "/api/cp/tenants", nil, "traceparent", "00-"+trace+"-"+client+"-01"), http.StatusOK)
+	gw := rcv.find(t, trace, "gateway")
+	api := rcv.find(t, trace, "cp.api")
+	if gw.service != "pbe-all-in-one" || gw.parent != client || api.parent != gw.span {
+		t.Fatalf("not one connected trace: client %s -> gateway %+v -> cp.api %+v", client, gw, api)
+	}
+}
+
+// spanTree is the finished spans of one trace, kept in memory.
+type spanTree struct {
+	t     *testing.T
+	exp   *tracetest.InMemoryExporter
+	trace string
+}
+
+// spans returns the trace's spans exported so far.
+func (s spanTree) spans() []tracetest.SpanStub {
+	var out []tracetest.SpanStub
+	for _, sp := range s.exp.GetSpans() {
+		if sp.SpanContext.TraceID().String() == s.trace {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// wait waits (bounded) until the trace has a span of each name: a span
+// ends after the response that it covers may have reached the client.
+func (s spanTree) wait(names ...string) []tracetest.SpanStub {
+	s.t.Helper()
+	var got []tracetest.SpanStub
+	waitFor(s.t, fmt.Sprintf("spans %v in trace %s", names, s.trace), func() bool {
+		got = s.spans()
+		have := map[string]bool{}
+		for _, sp := range got {
+			have[sp.Name] = true
+		}
+		for _, n := range names {
+			if !have[n] {
+				return false
+			}
+		}
+		return true
+	})
+	return got
+}
+
+// checkTree checks that every span of a trace descends from the client's
+// span through spans of the trace, and that each child named in edges has
+// a parent of the name given, returning the spans by name (the first of
+// each).
+func checkTree(t *testing.T, spans []tracetest.SpanStub, client string, edges map[string]string) map[string]tracetest.SpanStub {
+	t.Helper()
+	byID := map[string]tracetest.SpanStub{}
+	byName := map[string]tracetest.SpanStub{}
+	for _, sp := range spans {
+		byID[sp.SpanContext.SpanID().String()] = sp
+		if _, ok := byName[sp.Name]; !ok {
+			byName[sp.Name] = sp
+		}
+	}
+	for _, sp := range spans {
+		parent := sp.Parent.SpanID().String()
+		if _, ok := byID[parent]; !ok && parent != client {
+			t.Errorf("span %s has parent %s, neither the client's span %s nor one of the trace", sp.Name, parent, client)
+		}
+	}
+	for child, parent := range edges {
+		found := false
+		for _, sp := range spans {
+			if sp.Name == child && byID[sp.Parent.SpanID().String()].Name == parent {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no %s span under a %s span; spans: %v", child, parent, spanNames(spans))
+		}
+	}
+	return byName
+}
+
+func spanNames(spans []tracetest.SpanStub) []string {
+	var out []string
+	for _, sp := range spans {
+		out = append(out, sp.Name+"<"+sp.Parent.SpanID().String()+"="+sp.SpanContext.SpanID().String())
+	}
+	return out
+}
+
+// TestTracing_InMemoryOneTraceAcrossGatewayAndNode runs a control plane,
+// a tenant node and a gateway in the test process, each in its own mode
+// behind its own loopback listener, with spans recorded by the SDK's
+// in-memory exporter. One request with a client traceparent is one
+// connected trace: the gateway's routing and proxying, the node's request
+// and, for a cold tenant, its restore and bootstrap; a control-plane API
+// call through the gateway is cp.api with a raft.apply under it.
+func TestTracing_InMemoryOneTraceAcrossGatewayAndNode(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	restore := tracing.Use(tp)
+	t.Cleanup(func() { // after the roles have stopped (cleanups run last first)
+		restore()
+		_ = tp.Shutdown(context.Background())
+	})
+	objects := "file://" + t.TempDir()
+	cp := startServer(t, t.TempDir(), func(o *serveOptions) {
+		o.mode, o.objects, o.clusterSecret = "control-plane", objects, testClusterSecret
+	})
+	startRole(t, t.TempDir(), func(o *serveOptions) {
+		o.mode, o.objects, o.clusterSecret, o.controlPlane = "tenant-node", objects, testClusterSecret, cp.base()
+		o.nodeID = "tn-1"
+	})
+	gw := startRole(t, t.TempDir(), func(o *serveOptions) {
+		o.mode, o.clusterSecret, o.controlPlane = "gateway", testClusterSecret, cp.base()
+	})
+	waitFor(t, "the gateway's route feed", func() bool { return gw.do("GET", gw.base()+"/readyz", nil).status == http.StatusOK })
+	gw.token = cp.token
+
+	t.Run("a control-plane API call", func(t *testing.T) {
+		const trace, client = "6bf92f3577b34da6a3ce929d0e0e4738", "20f067aa0ba902b9"
+		mustStatus(t, gw.api("POST", "/api/cp/tenants", map[string]string{"id": "traced"}, "traceparent", "00-"+trace+"-"+client+"-01"), http.StatusCreated)
+		spans := spanTree{t: t, exp: exp, trace: trace}.wait("gateway", "cp.api", "raft.apply")
+		byName := checkTree(t, spans, client, map[string]string{"cp.api": "gateway", "raft.apply": "cp.api"})
+		if got := byName["gateway"].Parent.SpanID().String(); got != client {
+			t.Errorf("gateway span's parent %s, want the client's %s", got, client)
+		}
+	})
+
+	t.Run("a request to a cold tenant", func(t *testing.T) {
+		const trace, client = "7bf92f3577b34da6a3ce929d0e0e4739", "30f067aa0ba902ba"
+		mustStatus(t, gw.do("GET", gw.tenantURL("traced", "/api/health"), nil, "traceparent", "00-"+trace+"-"+client+"-01"), http.StatusOK)
+		spans := spanTree{t: t, exp: exp, trace: trace}.wait("gateway", "gateway.route", "gateway.proxy",
+			"tenant.request", "tenant.acquire", "tenant.restore", "tenant.bootstrap")
+		byName := checkTree(t, spans, client, map[string]string{
+			"gateway.route":    "gateway",
+			"gateway.proxy":    "gateway",
+			"tenant.request":   "gateway.proxy",
+			"tenant.acquire":   "tenant.request",
+			"tenant.restore":   "tenant.acquire",
+			"tenant.bootstrap": "tenant.acquire",
+		})
+		if got := byName["gateway"].Parent.SpanID().String(); got != client {
+			t.Errorf("gateway span's parent %s, want the client's %s", got, client)
+		}
+		if kind := attr(byName["tenant.restore"], "pbe.activation"); kind != "new" {
+			t.Errorf("tenant.restore's pbe.activation %q, want new (a tenant never written)", kind)
+		}
+	})
+	// The lone node drains itself when it stops: leave it nothing to move.
+	mustStatus(t, gw.api("DELETE", "/api/cp/tenants/traced", nil), http.StatusOK)
+}
+
+// attr returns a span's string attribute key.
+func attr(sp tracetest.SpanStub, key string) string {
+	for _, kv := range sp.Attributes {
+		if string(kv.Key) == key {
+			return kv.Value.Emit()
+		}
+	}
+	return ""
 }
