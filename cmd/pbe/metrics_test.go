@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -86,6 +88,36 @@ func dashboardMetrics(t *testing.T) []string {
 	return names
 }
 
+// openRealtime opens a realtime (SSE) stream to tenant id and waits for
+// its connect event; the returned function closes it.
+func openRealtime(t *testing.T, s *testServer, id string) (disconnect func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.tenantURL(id, "/api/realtime"), nil)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("realtime: got status %d, want 200", resp.StatusCode)
+	}
+	rd := bufio.NewReader(resp.Body)
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("realtime connect: %v", err)
+		}
+		if strings.HasPrefix(line, "event:") && strings.Contains(line, "PB_CONNECT") {
+			break
+		}
+	}
+	return func() {
+		cancel()
+		resp.Body.Close()
+	}
+}
+
 // missingFrom returns the names not exported in a scrape; a histogram's
 // _bucket, _sum and _count series (a summary's _sum and _count) count as
 // its family.
@@ -139,6 +171,36 @@ func TestMetrics_AllInOne(t *testing.T) {
 		}
 		if !strings.Contains(text, `pbe_gateway_requests_total{code="4xx"}`) {
 			t.Error("scrape lacks the gateway's 4xx requests")
+		}
+	})
+
+	t.Run("realtime connections", func(t *testing.T) {
+		series := `pbe_tenant_realtime_connections{tenant="acme"} `
+		if v, ok := seriesValue(s.scrapeMetrics(t, s.base()+"/metrics", secret...), series); !ok || v != 0 {
+			t.Fatalf("before connecting: %s got %v (exported: %v), want 0", series, v, ok)
+		}
+		disconnect := openRealtime(t, s, "acme")
+		if v, _ := seriesValue(s.scrapeMetrics(t, s.base()+"/metrics", secret...), series); v != 1 {
+			t.Fatalf("with one stream open: %s got %v, want 1", series, v)
+		}
+		disconnect()
+		waitFor(t, "the closed stream to be uncounted", func() bool {
+			v, _ := seriesValue(s.scrapeMetrics(t, s.base()+"/metrics", secret...), series)
+			return v == 0
+		})
+	})
+
+	t.Run("last replicated time follows a write", func(t *testing.T) {
+		series := `pbe_tenant_last_replicated_timestamp_seconds{tenant="acme"} `
+		before := float64(time.Now().UnixNano()) / 1e9
+		s.createPost("acme", "two")
+		var v float64
+		waitFor(t, "a sync after the write", func() bool {
+			v, _ = seriesValue(s.scrapeMetrics(t, s.base()+"/metrics", secret...), series)
+			return v >= before
+		})
+		if now := float64(time.Now().UnixNano()) / 1e9; v > now {
+			t.Fatalf("%s got %v, after now (%v)", series, v, now)
 		}
 	})
 
@@ -221,8 +283,8 @@ func TestMetrics_AllInOne(t *testing.T) {
 }
 
 // TestMetrics_ControlPlaneSnapshotAndBadger forces a Raft snapshot on a
-// control plane and reads its duration, the Badger size and the value-log
-// GC series from /metrics.
+// control plane and reads its duration, its Raft term, the Badger size and
+// the value-log GC series from /metrics.
 func TestMetrics_ControlPlaneSnapshotAndBadger(t *testing.T) {
 	s := startServer(t, t.TempDir(), nil)
 	operator := []string{"Authorization", "Bearer " + s.token}
@@ -237,6 +299,7 @@ func TestMetrics_ControlPlaneSnapshotAndBadger(t *testing.T) {
 		min    float64 // the least value wanted
 		above0 bool    // the value must also be above 0
 	}{
+		{"pbe_raft_term ", 1, false}, // an elected leader's term
 		{"pbe_raft_snapshot_duration_seconds_count ", 1, false},
 		{"pbe_raft_snapshot_duration_seconds_sum ", 0, true},
 		{"pbe_raft_last_snapshot_duration_seconds ", 0, true},

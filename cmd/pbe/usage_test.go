@@ -6,36 +6,51 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pbe/pbe/tenantnode/hooks"
 )
 
-// TestTenantMetrics_OwnerSeesTheLastMinute: a tenant's requests, latency
-// and storage reach its owner through the control plane (from the node's
-// heartbeats), and nobody else's.
+// TestTenantMetrics_OwnerSeesTheLastMinute: a tenant's requests, errors
+// (5xx answers, not 4xx), latency, storage and replication reach its owner
+// through the control plane (from the node's heartbeats), and nobody
+// else's.
 func TestTenantMetrics_OwnerSeesTheLastMinute(t *testing.T) {
 	s, mail := startAccountsServer(t)
+	start := time.Now()
 	alice := signup(t, s, mail, "alice@example.com", true)
 	mustStatus(t, alice.api("POST", "/api/cp/tenants", map[string]any{"id": "shop",
 		"admin": map[string]string{"email": "admin@shop.test", "password": "password-shop"}}), http.StatusCreated)
 	s.createPostsCollection("shop", s.superuserToken("shop"))
-	// A first report, then traffic: 30 requests.
+	importFailingRoute(t, s, "shop")
+	// A first report, then traffic: 30 answered, 3 refused (404), 2 failed (500).
 	time.Sleep(1500 * time.Millisecond)
 	for range 30 {
 		mustStatus(t, s.do("GET", s.tenantURL("shop", "/api/collections/posts/records"), nil), http.StatusOK)
 	}
+	for range 3 {
+		mustStatus(t, s.do("GET", s.tenantURL("shop", "/api/collections/nope/records"), nil), http.StatusNotFound)
+	}
+	for range 2 {
+		mustStatus(t, s.do("GET", s.tenantURL("shop", "/api/fail"), nil), http.StatusInternalServerError)
+	}
 	var u struct {
 		Active            bool
 		Requests          uint64
-		RequestsPerSecond float64  `json:"requests_per_second"`
-		P95               *float64 `json:"p95_seconds"`
-		DBBytes           int64    `json:"db_bytes"`
-		StorageBytes      int64    `json:"storage_bytes"`
+		RequestsPerSecond float64 `json:"requests_per_second"`
+		Errors            uint64
+		ErrorsPerSecond   float64   `json:"errors_per_second"`
+		P95               *float64  `json:"p95_seconds"`
+		DBBytes           int64     `json:"db_bytes"`
+		StorageBytes      int64     `json:"storage_bytes"`
+		Lag               *float64  `json:"replication_lag_seconds"`
+		LastReplicatedAt  time.Time `json:"last_replicated_at"`
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		r := alice.api("GET", "/api/cp/tenants/shop/metrics", nil)
 		mustStatus(t, r, http.StatusOK)
 		r.json(t, &u)
-		if u.Requests >= 30 {
+		if u.Requests >= 35 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -45,6 +60,17 @@ func TestTenantMetrics_OwnerSeesTheLastMinute(t *testing.T) {
 	}
 	if !u.Active || u.RequestsPerSecond <= 0 || u.P95 == nil || *u.P95 <= 0 || u.DBBytes <= 0 || u.StorageBytes < u.DBBytes {
 		t.Fatalf("tenant metrics: %+v", u)
+	}
+	if u.Errors != 2 || u.ErrorsPerSecond <= 0 {
+		t.Errorf("errors: got %d (%v/s), want the 2 answers of 500 and none of the 404s", u.Errors, u.ErrorsPerSecond)
+	}
+	// The tenant's replica is written from its creation on; its lag can
+	// be no longer than the tenant has existed.
+	if now := time.Now(); u.LastReplicatedAt.Before(start) || u.LastReplicatedAt.After(now) {
+		t.Errorf("last replicated at %v, want between the test's start %v and now %v", u.LastReplicatedAt, start, now)
+	}
+	if u.Lag == nil || *u.Lag < 0 || *u.Lag > time.Since(start).Seconds() {
+		t.Errorf("replication lag: got %v, want a number of seconds from 0 to the tenant's age", u.Lag)
 	}
 	bob := signup(t, s, mail, "bob@example.com", true)
 	mustStatus(t, bob.api("GET", "/api/cp/tenants/shop/metrics", nil), http.StatusNotFound)
@@ -127,4 +153,20 @@ func seriesValue(text, prefix string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// importFailingRoute gives tenant id a hook route, GET /api/fail, that
+// answers 500.
+func importFailingRoute(t *testing.T, s *testServer, id string) {
+	t.Helper()
+	o := hookClientOptions{email: "admin@" + id + ".test", password: "password-" + id}
+	req := hooks.ImportRequest{Hooks: []hooks.ImportFile{{Name: "fail.pb.js",
+		Code: `routerAdd("GET", "/api/fail", (e) => e.json(500, {"message": "failed on purpose"}))`}}}
+	var st hooks.Status
+	if err := o.call(s.tenantURL(id, ""), "POST", "/api/pbe/hooks/import", req, &st); err != nil {
+		t.Fatalf("import hooks: %v", err)
+	}
+	if len(st.Hooks) != 1 || !st.Hooks[0].Loaded {
+		t.Fatalf("the failing route did not load: %+v", st)
+	}
 }
