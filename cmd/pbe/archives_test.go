@@ -12,6 +12,7 @@ import (
 
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/storage"
 )
 
@@ -138,6 +139,10 @@ func TestArchives_ExportOpensInPocketBaseImportAndNamedBackups(t *testing.T) {
 	mustStatus(t, alice.api("POST", "/api/cp/tenants/shop/backups/before-launch/restore", nil), http.StatusOK)
 	if got := strings.Join(s.postTitles("shop"), ","); got != "A,B" {
 		t.Fatalf("after restoring the backup: %s", got)
+	}
+	restored := s.waitEvent("tenant.backup_restored", func(e cluster.Event) bool { return e.Tenant == "shop" })
+	if archive, _ := restored.Data["archive"].(string); !strings.Contains(archive, "before-launch") || restored.User != alice.id {
+		t.Errorf("backup restore event: %+v, want tenant shop of %s from the archive of before-launch", restored, alice.id)
 	}
 	mustStatus(t, alice.api("POST", "/api/cp/tenants/shop/backups/nope/restore", nil), http.StatusNotFound)
 	mustStatus(t, alice.api("DELETE", "/api/cp/tenants/shop/backups/before-launch", nil), http.StatusNoContent)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pbe/pbe/cluster"
 )
 
 // sseEvent is one server-sent event.
@@ -75,6 +77,40 @@ func nextEvent(t *testing.T, ch <-chan sseEvent, typ string) sseEvent {
 		case <-deadline:
 			t.Fatalf("no %s event", typ)
 		}
+	}
+}
+
+// events returns the events of types (comma-separated; node.* names a
+// prefix) from the start of the log, read as one JSON page with the
+// server's token.
+func (s *testServer) events(types string) []cluster.Event {
+	s.t.Helper()
+	r := s.api("GET", "/api/cp/events?after=00000000000000000000-0000&types="+types, nil)
+	mustStatus(s.t, r, http.StatusOK)
+	var page struct{ Items []cluster.Event }
+	r.json(s.t, &page)
+	return page.Items
+}
+
+// waitEvent waits (bounded) until the log holds an event of typ that
+// match accepts, and returns it.
+func (s *testServer) waitEvent(typ string, match func(cluster.Event) bool) cluster.Event {
+	s.t.Helper()
+	var found cluster.Event
+	var seen []cluster.Event
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		seen = s.events(typ)
+		for _, e := range seen {
+			if match(e) {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no matching %s event; the log's %s events: %+v", typ, typ, seen)
+			return found
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

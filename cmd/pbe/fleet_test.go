@@ -150,6 +150,15 @@ func TestFleet_Smoke(t *testing.T) {
 		t.Fatalf("fleet health: %s", r.body)
 	}
 
+	t.Run("every node's registration is a node.joined event", func(t *testing.T) {
+		for id, port := range f.nodePort {
+			e := g.waitEvent("node.joined", func(e cluster.Event) bool { return e.Node == id })
+			if e.Data["addr"] != "127.0.0.1:"+port {
+				t.Errorf("%s joined with %+v, want its address 127.0.0.1:%s", id, e.Data, port)
+			}
+		}
+	})
+
 	t.Run("a tenant node's readiness names its checks", func(t *testing.T) {
 		for id, port := range f.nodePort {
 			status, rep := readyz(t, port)
@@ -529,6 +538,12 @@ func TestFleet_DrainUnderLoadFailsNothing(t *testing.T) {
 	n, _ := f.api.Node(context.Background(), victim)
 	if n.State != cluster.NodeDraining {
 		t.Fatalf("drained node is %s", n.State)
+	}
+	g.waitEvent("node.draining", func(e cluster.Event) bool { return e.Node == victim })
+	for _, e := range g.events("node.draining") {
+		if e.Node != victim {
+			t.Errorf("node %s is draining in the event log, want only %s", e.Node, victim)
+		}
 	}
 	// A draining node is not ready for new tenants, and says which check
 	// fails; the others still pass.

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pbe/pbe/cluster"
 )
 
 func TestPITR_InPlaceUndoAndFork(t *testing.T) {
@@ -63,6 +66,10 @@ func TestPITR_InPlaceUndoAndFork(t *testing.T) {
 	r.json(t, &res)
 	if got := strings.Join(s.postTitles("shop"), ","); got != "A,B" {
 		t.Fatalf("after restoring in place: %s", got)
+	}
+	restored := s.waitEvent("tenant.point_in_time_restored", func(e cluster.Event) bool { return e.Tenant == "shop" })
+	if at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(restored.Data["at"])); !at.Equal(point) || restored.User != alice.id {
+		t.Errorf("point-in-time restore event: %+v, want tenant shop of %s at %v", restored, alice.id, point)
 	}
 	// Writes after the restore stick...
 	s.createPost("shop", "D")
