@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"net/http"
 	"regexp"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	_ "github.com/pocketbase/pocketbase/migrations" // PocketBase's system migrations
+	"github.com/pocketbase/pocketbase/tools/hook"
 	"github.com/pocketbase/pocketbase/tools/mailer"
 	"github.com/pocketbase/pocketbase/ui"
 
@@ -75,7 +77,9 @@ func openApp(dir, tenantID string, cfg Config) (*core.BaseApp, error) {
 		return errBackupRestore
 	})
 	app.OnBackupCreate().BindFunc(createBackup)
-	app.OnMailerSend().BindFunc(guardMail(cfg.Egress))
+	// Last in the chain, so that no tenant hook bound after it can change
+	// the mail client's server once it has been checked.
+	app.OnMailerSend().Bind(&hook.Handler[*core.MailerEvent]{Func: guardMail(cfg.Egress), Priority: math.MaxInt})
 	if err := app.Bootstrap(); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}

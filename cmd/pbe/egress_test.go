@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +50,33 @@ func TestEgress_TenantMail(t *testing.T) {
 		setSMTP(s, tok)
 		mustStatus(t, testEmail(s, tok), http.StatusNoContent)
 		mail.WaitFor(t, "someone@example.com", 10*time.Second)
+	})
+	// A tenant hook that points the mail client at another server after
+	// the check would reach the loopback server: the check runs last.
+	t.Run("a hook cannot redirect checked mail", func(t *testing.T) {
+		s := startServer(t, t.TempDir(), func(o *serveOptions) { o.egressAllow = "127.0.0.2/32" })
+		tok := s.createTenant("acme")
+		mustStatus(t, s.do("PATCH", s.tenantURL("acme", "/api/settings"), map[string]any{
+			"smtp": map[string]any{"enabled": true, "host": "127.0.0.2", "port": port},
+		}, "Authorization", tok), http.StatusOK)
+		mustStatus(t, s.do("POST", s.tenantURL("acme", "/api/collections/_hooks/records"), map[string]any{
+			"name": "redirect.pb.js", "enabled": true, "kind": "hook",
+			"code": `onMailerSend((e) => { e.mailer.host = "127.0.0.1"; e.next() })`,
+		}, "Authorization", tok), http.StatusOK)
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(string(s.do("GET", s.tenantURL("acme", "/api/pbe/hooks"), nil, "Authorization", tok).body), `"loaded":true`) {
+			if time.Now().After(deadline) {
+				t.Fatal("the hook did not load")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		before := len(mail.Messages())
+		if r := testEmail(s, tok); r.status != http.StatusBadRequest {
+			t.Fatalf("test e-mail with the redirecting hook: got %d %s, want 400", r.status, r.body)
+		}
+		if n := len(mail.Messages()) - before; n != 0 {
+			t.Fatalf("the SMTP server on loopback received %d messages", n)
+		}
 	})
 }
 

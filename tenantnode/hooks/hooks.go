@@ -23,8 +23,9 @@
 //
 // Isolation: tenant code gets no process, file-system or environment
 // access (harden), outbound HTTP only to public addresses (safeClient),
-// SQLite ATTACH refused (so a hook cannot open another tenant's
-// database), a CPU-time budget per run and a bounded pool of runtimes
+// SQLite ATTACH refused and the database driver under the query builder
+// hidden (so a hook cannot open another tenant's database), a CPU-time
+// budget per run and a bounded pool of runtimes
 // per tenant, created on demand and dropped with the tenant.
 package hooks
 

@@ -472,6 +472,26 @@ routerAdd("POST", "/api/try", (e) => {
 		}
 	}
 	refused(`$app.db().newQuery("SELECT load_extension('/nonexistent.so')").execute()`, "not authorized")
+	// What lies under the query builder opens any file the process can
+	// reach (another tenant's data.db); a copy of the app without hooks, a
+	// mail client's OnSend and a cobra command would undo the platform's
+	// guards or read the process's arguments.
+	var underneath []string
+	for _, db := range []string{"db()", "auxDB()", "concurrentDB()", "nonconcurrentDB()", "auxConcurrentDB()", "auxNonconcurrentDB()"} {
+		for _, m := range []string{"db", "close", "logFunc", "queryLogFunc", "execLogFunc", "perfFunc", "builder"} {
+			underneath = append(underneath, "$app."+db+"."+m)
+		}
+	}
+	underneath = append(underneath, "$app.unsafeWithoutHooks", "$app.newMailClient().onSend")
+	for _, hidden := range underneath {
+		if ok, v := try("typeof " + hidden); !ok || v != "undefined" {
+			t.Errorf("%s is visible: %v %s", hidden, ok, v)
+		}
+	}
+	refused(`new Command({use: "x"})`, "not available to tenant hooks")
+	if ok, v := try(`(() => { const r = new DynamicModel({n: 0}); $app.concurrentDB().newQuery("SELECT 40 + 2 AS n").one(r); return r.n })()`); !ok || v != "42" {
+		t.Errorf("the query builder: %v %s", ok, v)
+	}
 	if ok, v := try(`$app.findCollectionByNameOrId("posts").name`); !ok || v != "posts" {
 		t.Errorf("the app's ordinary methods: %v %s", ok, v)
 	}

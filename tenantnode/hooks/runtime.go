@@ -184,6 +184,11 @@ func (p *Pool) harden(rt *runtime) {
 	vm.Set("$template", tplObj)
 
 	vm.Set("require", notAvailable(vm, "require", "a hook stored in the database is one script; put shared code in it"))
+	// A cobra command parses the process's own arguments, which can hold
+	// the platform's credentials.
+	vm.Set("Command", func(goja.ConstructorCall) *goja.Object {
+		panic(vm.NewGoError(errors.New("Command is not available to tenant hooks: hooks cannot define or run commands of the node")))
+	})
 	vm.Set("__hooks", "")
 	vm.Set("console", p.console(vm))
 	vm.Set("sleep", func(ms int64) {
@@ -256,23 +261,85 @@ var appInterface = reflect.TypeOf((*core.App)(nil)).Elem()
 
 // hiddenAppMethods are methods of the app JavaScript does not see besides
 // its On* hooks: its cron (a job bound there would run a JavaScript
-// function later, on another goroutine, outside any runtime's limits) and
-// its lifecycle.
-var hiddenAppMethods = map[string]bool{"Cron": true, "Restart": true, "Bootstrap": true, "ResetBootstrapState": true}
+// function later, on another goroutine, outside any runtime's limits), its
+// lifecycle, and UnsafeWithoutHooks (a copy of the app without the hooks
+// that refuse PocketBase's backup restore, a restart and mail to private
+// addresses).
+var hiddenAppMethods = map[string]bool{"Cron": true, "Restart": true, "Bootstrap": true, "ResetBootstrapState": true,
+	"UnsafeWithoutHooks": true}
 
-// sandboxMapper is jsvm's name mapping, except that the app's On* hooks
-// and hiddenAppMethods have no JavaScript name. A JavaScript function bound
-// to an app hook directly would stay bound across reloads and run on
-// whatever goroutine fires it, concurrently with the runtime it belongs
-// to, with no CPU limit; hooks bind through onRecordCreate() and the
-// other top-level functions instead.
+// dbxPkg and sqlPkg are the packages of the database handles the app
+// hands out.
+const (
+	dbxPkg = "github.com/pocketbase/dbx"
+	sqlPkg = "database/sql"
+)
+
+// sandboxMapper is jsvm's name mapping, except that JavaScript does not
+// see:
+//
+//   - the app's On* hooks and hiddenAppMethods. A JavaScript function bound
+//     to an app hook directly would stay bound across reloads and run on
+//     whatever goroutine fires it, concurrently with the runtime it belongs
+//     to, with no CPU limit; hooks bind through onRecordCreate() and the
+//     other top-level functions instead.
+//   - a mail client's OnSend, through which the platform's check of the
+//     SMTP server (and its refusal of sendmail) could be unbound.
+//   - what lies under the query builder: dbx.DB's DB and Close and its
+//     fields (log functions JavaScript could set would run on other
+//     goroutines), database/sql's Driver, Conn and Raw, and everything of
+//     the SQLite driver. The driver opens any file the process can reach,
+//     another tenant's database among them, on connections the platform
+//     has not limited.
 type sandboxMapper struct{ jsvm.FieldMapper }
 
 func (m sandboxMapper) MethodName(t reflect.Type, method reflect.Method) string {
 	if t.Implements(appInterface) && (strings.HasPrefix(method.Name, "On") || hiddenAppMethods[method.Name]) {
 		return ""
 	}
+	if hiddenMethod(t, method.Name) {
+		return ""
+	}
 	return m.FieldMapper.MethodName(t, method)
+}
+
+func (m sandboxMapper) FieldName(t reflect.Type, f reflect.StructField) string {
+	if pkgOf(t) == dbxPkg && typeName(t) == "DB" || strings.HasPrefix(pkgOf(t), "modernc.org/") {
+		return ""
+	}
+	return m.FieldMapper.FieldName(t, f)
+}
+
+// hiddenMethod reports whether JavaScript must not see method name of t
+// (see sandboxMapper).
+func hiddenMethod(t reflect.Type, name string) bool {
+	switch pkg := pkgOf(t); {
+	case name == "OnSend":
+		return true
+	case pkg == dbxPkg && typeName(t) == "DB":
+		return name == "DB" || name == "Close"
+	case pkg == sqlPkg:
+		return name == "Driver" || name == "Conn" || name == "Raw"
+	case strings.HasPrefix(pkg, "modernc.org/"):
+		return true
+	}
+	return false
+}
+
+// pkgOf and typeName are the package path and name of t, or of what t
+// points to.
+func pkgOf(t reflect.Type) string {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.PkgPath()
+}
+
+func typeName(t reflect.Type) string {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Name()
 }
 
 // consoleString prints a console argument as browsers do: strings as they
