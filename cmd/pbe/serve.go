@@ -60,6 +60,7 @@ type serveOptions struct {
 	hookCPULimit  time.Duration
 	hookCPUMinute time.Duration
 	hookRuntimes  int
+	hookMemory    int64
 	egressAllow   string
 	egressDeny    string
 
@@ -116,6 +117,7 @@ func defaultServeOptions() serveOptions {
 		hookCPULimit:        hooks.DefaultCPULimit,
 		hookCPUMinute:       hooks.DefaultCPUPerMinute,
 		hookRuntimes:        hooks.DefaultRuntimes,
+		hookMemory:          hooks.DefaultMemoryPerRun >> 20,
 	}
 }
 
@@ -166,6 +168,7 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.DurationVar(&o.hookCPULimit, "hook-cpu-limit", o.hookCPULimit, "CPU time one run of a tenant hook may use before it is stopped")
 	f.DurationVar(&o.hookCPUMinute, "hook-cpu-per-minute", o.hookCPUMinute, "CPU time all of one tenant's hook runs may use per minute; past it they are refused with 429 until the minute ends")
 	f.IntVar(&o.hookRuntimes, "hook-runtimes", o.hookRuntimes, "JavaScript runtimes per tenant: how many of its hooks may run at once")
+	f.Int64Var(&o.hookMemory, "hook-memory", o.hookMemory, "MiB one run of a tenant hook may allocate before it is stopped (its runtime is then dropped)")
 	f.StringVar(&o.egressAllow, "egress-allow", "", "comma-separated CIDRs tenants may reach although not public: their hooks' $http.send, the S3 and SMTP servers of their own settings, their OAuth2 providers (e.g. a mail relay on a private network)")
 	f.StringVar(&o.egressDeny, "egress-deny", "", "comma-separated CIDRs tenants may not reach besides the non-public ranges (the platform's own public addresses)")
 	f.BoolVar(&o.allowTenantHeader, "allow-tenant-header", o.allowTenantHeader, "let the X-Tenant-ID header select a tenant on the base domain (default true in all-in-one, false in gateway mode)")
@@ -354,13 +357,14 @@ func (o *serveOptions) hooksConfig() (hooks.Config, error) {
 	c.CPULimit = o.hookCPULimit
 	c.CPUPerMinute = o.hookCPUMinute
 	c.Runtimes = o.hookRuntimes
+	c.MemoryPerRun = o.hookMemory << 20
 	g, err := o.egressGuard()
 	if err != nil {
 		return c, err
 	}
 	c.HTTPAllow, c.HTTPDeny = g.Allow, g.Deny
 	if err := c.Validate(); err != nil {
-		return c, fmt.Errorf("--hook-cpu-limit, --hook-cpu-per-minute and --hook-runtimes: %w", err)
+		return c, fmt.Errorf("--hook-cpu-limit, --hook-cpu-per-minute, --hook-runtimes and --hook-memory: %w", err)
 	}
 	return c, nil
 }

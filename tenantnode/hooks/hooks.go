@@ -58,6 +58,16 @@ type Config struct {
 	// Runtimes is how many hooks of one tenant may run at once; each is a
 	// JavaScript VM of a few hundred KiB, made when first needed.
 	Runtimes int
+	// MemoryPerRun is how much one run may allocate (as estimated by
+	// memory.go) before it is interrupted; the runtime is then dropped
+	// with whatever the run kept in it.
+	MemoryPerRun int64
+	// RuntimeMemory is how much a runtime's runs may allocate in all
+	// before the runtime is dropped and, when next needed, made anew. What
+	// tenant code keeps in a runtime's globals between runs is bounded by
+	// it; PocketBase runs hooks on a pool of runtimes too, so code cannot
+	// count on its globals lasting.
+	RuntimeMemory int64
 	// HTTPTimeout and HTTPMaxBytes bound $http.send and fileFromURL.
 	HTTPTimeout  time.Duration
 	HTTPMaxBytes int64
@@ -71,23 +81,27 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultCPULimit     = time.Second
-	DefaultCPUPerMinute = 20 * time.Second
-	DefaultWallLimit    = 30 * time.Second
-	DefaultRuntimes     = 4
-	DefaultHTTPTimeout  = 10 * time.Second
-	DefaultHTTPMaxBytes = 10 << 20
+	DefaultCPULimit      = time.Second
+	DefaultCPUPerMinute  = 20 * time.Second
+	DefaultWallLimit     = 30 * time.Second
+	DefaultRuntimes      = 4
+	DefaultMemoryPerRun  = 256 << 20
+	DefaultRuntimeMemory = 64 << 20
+	DefaultHTTPTimeout   = 10 * time.Second
+	DefaultHTTPMaxBytes  = 10 << 20
 )
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		CPULimit:     DefaultCPULimit,
-		CPUPerMinute: DefaultCPUPerMinute,
-		WallLimit:    DefaultWallLimit,
-		Runtimes:     DefaultRuntimes,
-		HTTPTimeout:  DefaultHTTPTimeout,
-		HTTPMaxBytes: DefaultHTTPMaxBytes,
+		CPULimit:      DefaultCPULimit,
+		CPUPerMinute:  DefaultCPUPerMinute,
+		WallLimit:     DefaultWallLimit,
+		Runtimes:      DefaultRuntimes,
+		MemoryPerRun:  DefaultMemoryPerRun,
+		RuntimeMemory: DefaultRuntimeMemory,
+		HTTPTimeout:   DefaultHTTPTimeout,
+		HTTPMaxBytes:  DefaultHTTPMaxBytes,
 	}
 }
 
@@ -102,6 +116,10 @@ func (c Config) Validate() error {
 		return errors.New("hooks: WallLimit must be at least CPULimit")
 	case c.Runtimes < 1:
 		return errors.New("hooks: Runtimes must be at least 1")
+	case c.MemoryPerRun <= 0:
+		return errors.New("hooks: MemoryPerRun must be positive")
+	case c.RuntimeMemory <= 0:
+		return errors.New("hooks: RuntimeMemory must be positive")
 	case c.HTTPTimeout <= 0:
 		return errors.New("hooks: HTTPTimeout must be positive")
 	case c.HTTPMaxBytes <= 0:
@@ -133,7 +151,7 @@ type Pool struct {
 	// cpu is what the tenant's runs have used this minute.
 	cpu cpuWindow
 	// totals count every run since the pool was attached (for metrics).
-	totals struct{ runs, errors, cpuNanos atomic.Int64 }
+	totals struct{ runs, errors, cpuNanos, recycled atomic.Int64 }
 
 	// slots[key] is how many dispatchers are bound for an event hook key.
 	slots map[string]int
@@ -157,6 +175,7 @@ func Attach(app core.App, cfg Config, logger *slog.Logger) (*Pool, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	setRegexpTimeout(cfg.CPULimit)
 	p := &Pool{
 		app:     app,
 		cfg:     cfg,
@@ -466,6 +485,8 @@ type Totals struct {
 	Runs, Errors int64
 	CPU          time.Duration
 	Runtimes     int
+	// Recycled counts runtimes dropped for what their runs allocated.
+	Recycled int64
 }
 
 // Totals returns the pool's counters, for metrics.
@@ -473,7 +494,8 @@ func (p *Pool) Totals() Totals {
 	p.mu.Lock()
 	made := p.made
 	p.mu.Unlock()
-	return Totals{Runs: p.totals.runs.Load(), Errors: p.totals.errors.Load(), CPU: time.Duration(p.totals.cpuNanos.Load()), Runtimes: made}
+	return Totals{Runs: p.totals.runs.Load(), Errors: p.totals.errors.Load(), CPU: time.Duration(p.totals.cpuNanos.Load()), Runtimes: made,
+		Recycled: p.totals.recycled.Load()}
 }
 
 // Status reports the current generation.

@@ -403,6 +403,42 @@ wait:
 	}
 }
 
+// evalRoute gives tn a route that evaluates JavaScript, and returns a
+// function that runs code there: whether it succeeded, and its value or
+// what it threw.
+func evalRoute(t *testing.T, tn *tenant) func(code string) (bool, string) {
+	t.Helper()
+	tn.put(t, "sandbox.pb.js", `
+routerAdd("POST", "/api/try", (e) => {
+  const code = e.requestInfo().body.code
+  try {
+    return e.json(200, { ok: true, value: String(eval(code)) })
+  } catch (err) {
+    return e.json(200, { ok: false, error: String(err) })
+  }
+})
+`)
+	tn.waitHook(t, "sandbox.pb.js", loaded)
+	return func(code string) (bool, string) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"code": code})
+		status, out := tn.do(t, "POST", "/api/try", string(body))
+		var r struct {
+			OK    bool
+			Value string
+			Error string
+		}
+		_ = json.Unmarshal([]byte(out), &r)
+		switch {
+		case status != 200:
+			return false, fmt.Sprintf("%d %s", status, out)
+		case r.OK:
+			return true, r.Value
+		}
+		return false, r.Error
+	}
+}
+
 func TestSandbox(t *testing.T) {
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/big" {
@@ -422,36 +458,7 @@ func TestSandbox(t *testing.T) {
 	if err := tn.app.Save(sec); err != nil {
 		t.Fatal(err)
 	}
-	tn.put(t, "sandbox.pb.js", `
-routerAdd("POST", "/api/try", (e) => {
-  const code = e.requestInfo().body.code
-  try {
-    return e.json(200, { ok: true, value: String(eval(code)) })
-  } catch (err) {
-    return e.json(200, { ok: false, error: String(err) })
-  }
-})
-`)
-	tn.waitHook(t, "sandbox.pb.js", loaded)
-
-	try := func(code string) (bool, string) {
-		t.Helper()
-		body, _ := json.Marshal(map[string]string{"code": code})
-		status, out := tn.do(t, "POST", "/api/try", string(body))
-		if status != 200 {
-			t.Fatalf("%s: %d %s", code, status, out)
-		}
-		var r struct {
-			OK    bool
-			Value string
-			Error string
-		}
-		_ = json.Unmarshal([]byte(out), &r)
-		if r.OK {
-			return true, r.Value
-		}
-		return false, r.Error
-	}
+	try := evalRoute(t, tn)
 	refused := func(code, want string) {
 		t.Helper()
 		if ok, msg := try(code); ok || !strings.Contains(msg, want) {

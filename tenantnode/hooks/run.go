@@ -26,6 +26,9 @@ func (p *Pool) newRuntime() (*runtime, error) {
 	}
 	rt := &runtime{vm: vm}
 	p.harden(rt)
+	if err := guardNatives(vm); err != nil {
+		return nil, err
+	}
 	return rt, nil
 }
 
@@ -61,8 +64,17 @@ func (p *Pool) acquire() (*runtime, error) {
 	}
 }
 
+// release returns rt to the idle runtimes, or drops it once its runs have
+// allocated RuntimeMemory (so a fresh one is made when next needed).
 func (p *Pool) release(rt *runtime) {
 	if p.closed.Load() {
+		return
+	}
+	if rt.allocated >= p.cfg.RuntimeMemory {
+		p.mu.Lock()
+		p.made--
+		p.mu.Unlock()
+		p.totals.recycled.Add(1)
 		return
 	}
 	select {
@@ -142,8 +154,13 @@ func (p *Pool) guarded(rt *runtime, tid int, app core.App, args []any, budget ti
 	vm.Set("__args", args)
 	w := &watchdog{vm: vm, tid: tid, budget: budget, cpu0: threadCPU(tid), deadline: rt.deadline}
 	w.start()
+	mem := startMemRun(vm, tid, p.cfg.MemoryPerRun)
 	res, err := fn(vm)
 	w.stop()
+	rt.allocated += mem.finish()
+	if mem.over {
+		rt.allocated = max(rt.allocated, p.cfg.RuntimeMemory)
+	}
 	vm.ClearInterrupt()
 	vm.Set("__args", goja.Undefined())
 	used := threadCPU(tid) - w.cpu0
@@ -216,8 +233,11 @@ func (p *Pool) runError(h *Hook, res goja.Value, err error) error {
 	var interrupted *goja.InterruptedError
 	if errors.As(err, &interrupted) {
 		why := "its CPU time limit of " + p.cfg.CPULimit.String()
-		if errors.Is(interrupted, errWallLimit) {
+		switch {
+		case errors.Is(interrupted, errWallLimit):
 			why = "its time limit of " + p.cfg.WallLimit.String()
+		case errors.Is(interrupted, errMemoryLimit):
+			why = fmt.Sprintf("its memory limit of %d MiB", p.cfg.MemoryPerRun>>20)
 		}
 		p.app.Logger().Error("hook stopped: it exceeded "+why, "source", "hooks", "hook", h.Name, "at", interrupted.Error())
 		return &hookError{hook: h.Name, err: router.NewInternalServerError("A server-side hook was stopped: it exceeded "+why+".", nil), detail: "stopped: exceeded " + why + " (" + interrupted.Error() + ")"}

@@ -28,6 +28,8 @@ type runtime struct {
 	deadline time.Time
 	// secrets is the generation whose secrets process.env holds.
 	secrets *generation
+	// allocated is what its runs have allocated in all (memory.go).
+	allocated int64
 }
 
 // The donor makes runtimes. jsvm binds PocketBase's JavaScript API (the
