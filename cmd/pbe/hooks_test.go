@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"os"
@@ -54,18 +55,23 @@ func writeHookDir(t *testing.T) string {
 	return dir
 }
 
-// importHooks imports writeHookDir's files into tenant id as the CLI does
-// (with its own client, which finds {id}.localhost on the loopback).
+// importHooks imports writeHookDir's files into tenant id with the CLI
+// (`pbe hooks import`, whose client finds {id}.localhost on the loopback),
+// and returns the hooks' status.
 func importHooks(t *testing.T, s *testServer, id string) hooks.Status {
 	t.Helper()
-	files, err := readJSFiles(writeHookDir(t), ".pb.js")
-	if err != nil {
-		t.Fatal(err)
-	}
 	o := hookClientOptions{email: "admin@" + id + ".test", password: "password-" + id}
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"hooks", "import", s.tenantURL(id, ""), writeHookDir(t), "--email", o.email, "--password", o.password})
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("pbe hooks import: %v\n%s", err, out.String())
+	}
 	var st hooks.Status
-	if err := o.call(s.tenantURL(id, ""), "POST", "/api/pbe/hooks/import", hooks.ImportRequest{Hooks: files}, &st); err != nil {
-		t.Fatalf("import hooks: %v", err)
+	if err := o.call(s.tenantURL(id, ""), "GET", "/api/pbe/hooks", nil, &st); err != nil {
+		t.Fatalf("hooks status: %v", err)
 	}
 	for _, h := range st.Hooks {
 		if !h.Loaded {
@@ -170,6 +176,13 @@ func TestHooks_Platform(t *testing.T) {
 		if !strings.Contains(string(r.body), `"title":"COPIED"`) {
 			t.Fatalf("the imported tenant lost its hooks: %s", r.body)
 		}
+	})
+
+	t.Run("hooks survive eviction", func(t *testing.T) {
+		if ok, err := s.p.node.Evict(context.Background(), "hooked"); err != nil || !ok {
+			t.Fatalf("evict: %v %v", ok, err)
+		}
+		checkPostHook(t, s, "hooked")
 	})
 
 	// Stopping the platform closes every tenant; its hooks come back with it.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	goruntime "runtime"
 	"strings"
@@ -441,8 +442,18 @@ routerAdd("POST", "/api/try", (e) => {
 
 func TestSandbox(t *testing.T) {
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/big" {
+		switch r.URL.Path {
+		case "/big":
 			_, _ = w.Write(make([]byte, 2<<20))
+			return
+		case "/redirect":
+			http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
+			return
+		case "/slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
 			return
 		}
 		_, _ = io.WriteString(w, `{"reached":true}`)
@@ -516,12 +527,13 @@ func TestSandbox(t *testing.T) {
 	// With the test server's range allowed, $http.send works and its
 	// response size is capped.
 	cfg := testConfig()
-	cfg.HTTPAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	cfg.HTTPAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	cfg.HTTPMaxBytes = 1 << 20
 	tn2 := newTenant(t, cfg)
 	tn2.put(t, "fetch.pb.js", `
 routerAdd("GET", "/api/fetch", (e) => {
-  const res = $http.send({ url: e.request.url.query().get("u") })
+  const q = e.request.url.query()
+  const res = $http.send({ url: q.get("u"), timeout: +(q.get("timeout") || 10) })
   return e.json(200, res.json)
 })`)
 	waitRoute(t, tn2, "/api/fetch?u="+target.URL, 200)
@@ -530,6 +542,22 @@ routerAdd("GET", "/api/fetch", (e) => {
 	}
 	if hs := tn2.hookStatus(t, "fetch.pb.js"); !strings.Contains(hs.LastError, "larger than the limit") {
 		t.Fatalf("oversized response error: %+v", hs)
+	}
+	// A redirect is checked like the first address: to another loopback
+	// address, not allowed, it fails.
+	denied := strings.Replace(target.URL, "127.0.0.1", "127.0.0.2", 1)
+	if status, body := tn2.do(t, "GET", "/api/fetch?u="+url.QueryEscape(target.URL+"/redirect?to="+url.QueryEscape(denied)), ""); status != 400 {
+		t.Fatalf("redirect to a denied address: %d %s", status, body)
+	}
+	if hs := tn2.hookStatus(t, "fetch.pb.js"); !strings.Contains(hs.LastError, "public internet addresses") {
+		t.Fatalf("redirect to a denied address: %+v", hs)
+	}
+	// The hook's timeout ends a request the server does not answer.
+	if status, body := tn2.do(t, "GET", "/api/fetch?timeout=1&u="+url.QueryEscape(target.URL+"/slow"), ""); status != 400 {
+		t.Fatalf("a server that does not answer: %d %s", status, body)
+	}
+	if hs := tn2.hookStatus(t, "fetch.pb.js"); !strings.Contains(strings.ToLower(hs.LastError), "timeout") && !strings.Contains(hs.LastError, "deadline") {
+		t.Fatalf("a server that does not answer: %+v", hs)
 	}
 }
 
