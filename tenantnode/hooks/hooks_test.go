@@ -507,6 +507,9 @@ func TestSandbox(t *testing.T) {
 		}
 	}
 	refused(`new Command({use: "x"})`, "not available to tenant hooks")
+	for _, fn := range []string{"readfile('/etc/passwd')", "writefile('/tmp/pbe-hook', 'x')", "edit('x')", "fts3_tokenizer('simple')"} {
+		refused(`$app.db().newQuery("SELECT `+fn+`").execute()`, "")
+	}
 	if ok, v := try(`(() => { const r = new DynamicModel({n: 0}); $app.concurrentDB().newQuery("SELECT 40 + 2 AS n").one(r); return r.n })()`); !ok || v != "42" {
 		t.Errorf("the query builder: %v %s", ok, v)
 	}

@@ -32,7 +32,7 @@ const (
 const nativeGuards = `(function (maxElements, maxChars, maxBytes) {
   "use strict";
   const apply = Reflect.apply, construct = Reflect.construct, define = Object.defineProperty;
-  const names = Object.getOwnPropertyNames, proto = Object.getPrototypeOf, Str = String;
+  const Str = String;
   const lengthOf = (o) => {
     if (o === null || o === undefined) return 0;
     const n = +o.length;
@@ -54,20 +54,7 @@ const nativeGuards = `(function (maxElements, maxChars, maxBytes) {
     define(w, "length", {value: f.length});
     define(obj, name, {value: w, writable: true, configurable: true, enumerable: false});
   };
-  const checked = (obj, name, check) => replace(obj, name, (f) => ({[name](...args) { check(this, args); return apply(f, this, args); }})[name]);
 
-  // Array methods that loop over the length.
-  const cheap = new Set(["constructor", "push", "pop", "at", "keys", "values", "entries", "join", "toString", "toLocaleString"]);
-  for (const name of names(Array.prototype)) {
-    if (!cheap.has(name)) checked(Array.prototype, name, (self, args) => {
-      elements("Array.prototype." + name, self);
-      if (name === "concat") {
-        let n = lengthOf(self);
-        for (const a of args) n += lengthOf(a);
-        if (n > maxElements) throw new RangeError("Array.prototype.concat of " + n + " elements: " + limit);
-      }
-    });
-  }
   // join converts and measures each element before joining: its result
   // can be far larger than the array.
   replace(Array.prototype, "join", (join) => ({join(sep) {
@@ -83,17 +70,6 @@ const nativeGuards = `(function (maxElements, maxChars, maxBytes) {
     }
     return apply(join, parts, [s]);
   }}).join);
-  checked(Array, "from", (self, args) => elements("Array.from", args[0]));
-  checked(Function.prototype, "apply", (self, args) => elements("Function.prototype.apply", args[1]));
-  checked(Reflect, "apply", (self, args) => elements("Reflect.apply", args[2]));
-  checked(Reflect, "construct", (self, args) => elements("Reflect.construct", args[1]));
-  checked(String, "fromCharCode", (self, args) => elements("String.fromCharCode", args));
-  checked(String, "fromCodePoint", (self, args) => elements("String.fromCodePoint", args));
-
-  // Strings whose size the arguments choose.
-  checked(String.prototype, "repeat", (self, args) => chars("String.prototype.repeat", Str(self).length * (+args[0] || 0)));
-  checked(String.prototype, "padStart", (self, args) => chars("String.prototype.padStart", +args[0] || 0));
-  checked(String.prototype, "padEnd", (self, args) => chars("String.prototype.padEnd", +args[0] || 0));
   for (const name of ["replace", "replaceAll"]) {
     replace(String.prototype, name, (f) => ({[name](pattern, replacement) {
       const s = Str(this);
@@ -176,8 +152,6 @@ const nativeGuards = `(function (maxElements, maxChars, maxBytes) {
       }
     });
   }
-  const TypedArray = proto(Int8Array.prototype).constructor;
-  checked(TypedArray, "from", (self, args) => elements("TypedArray.from", args[0]));
 })`
 
 // guardsProgram is nativeGuards compiled once for every runtime.
@@ -185,8 +159,50 @@ var guardsProgram = sync.OnceValue(func() *goja.Program {
 	return goja.MustCompile("pbe-native-guards.js", nativeGuards, true)
 })
 
-// guardNatives installs the checks in vm.
-func guardNatives(vm *goja.Runtime) error {
+// guardNatives installs the checks in vm: the simple ones, most of them,
+// as Go functions (a JavaScript closure per wrapped function cost a
+// runtime 200 KiB), the others by nativeGuards.
+func guardNatives(vm *goja.Runtime) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("native guards: %v", r)
+		}
+	}()
+	g := guard{vm}
+	array := vm.Get("Array").ToObject(vm)
+	arrayProto := array.Get("prototype").ToObject(vm)
+	for _, name := range arrayProto.GetOwnPropertyNames() {
+		if !cheapArrayMethods[name] {
+			g.wrap(arrayProto, name, func(this goja.Value, args []goja.Value) {
+				n := g.lengthOf(this)
+				if name == "concat" {
+					for _, a := range args {
+						n += g.lengthOf(a)
+					}
+				}
+				g.elements("Array.prototype."+name, n)
+			})
+		}
+	}
+	g.wrap(array, "from", g.elementsOfArg("Array.from", 0))
+	g.wrap(vm.Get("Function").ToObject(vm).Get("prototype").ToObject(vm), "apply", g.elementsOfArg("Function.prototype.apply", 1))
+	reflect := vm.Get("Reflect").ToObject(vm)
+	g.wrap(reflect, "apply", g.elementsOfArg("Reflect.apply", 2))
+	g.wrap(reflect, "construct", g.elementsOfArg("Reflect.construct", 1))
+	str := vm.Get("String").ToObject(vm)
+	for _, name := range []string{"fromCharCode", "fromCodePoint"} {
+		g.wrap(str, name, func(_ goja.Value, args []goja.Value) { g.elements("String."+name, float64(len(args))) })
+	}
+	strProto := str.Get("prototype").ToObject(vm)
+	g.wrap(strProto, "repeat", func(this goja.Value, args []goja.Value) {
+		g.chars("String.prototype.repeat", g.lengthOf(this)*g.number(args, 0))
+	})
+	for _, name := range []string{"padStart", "padEnd"} {
+		g.wrap(strProto, name, func(_ goja.Value, args []goja.Value) { g.chars("String.prototype."+name, g.number(args, 0)) })
+	}
+	typedArray := vm.Get("Int8Array").ToObject(vm).Prototype()
+	g.wrap(typedArray, "from", g.elementsOfArg("TypedArray.from", 0))
+
 	install, err := vm.RunProgram(guardsProgram())
 	if err != nil {
 		return fmt.Errorf("native guards: %w", err)
@@ -200,6 +216,91 @@ func guardNatives(vm *goja.Runtime) error {
 		return fmt.Errorf("native guards: %w", err)
 	}
 	return nil
+}
+
+// cheapArrayMethods are the array methods that do not loop over the
+// array (join is measured by nativeGuards).
+var cheapArrayMethods = map[string]bool{"constructor": true, "length": true, "push": true, "pop": true, "at": true,
+	"keys": true, "values": true, "entries": true, "join": true, "toString": true, "toLocaleString": true}
+
+// guard builds the checks of one runtime.
+type guard struct{ vm *goja.Runtime }
+
+// wrap replaces obj[name] with a function that runs check on its this and
+// arguments, then the original.
+func (g guard) wrap(obj *goja.Object, name string, check func(this goja.Value, args []goja.Value)) {
+	v := obj.Get(name)
+	orig, ok := goja.AssertFunction(v)
+	if !ok {
+		return
+	}
+	w := g.vm.ToValue(func(call goja.FunctionCall) goja.Value {
+		check(call.This, call.Arguments)
+		res, err := orig(call.This, call.Arguments...)
+		if err != nil {
+			panic(err)
+		}
+		return res
+	}).ToObject(g.vm)
+	_ = w.DefineDataProperty("length", v.ToObject(g.vm).Get("length"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
+	_ = w.DefineDataProperty("name", g.vm.ToValue(name), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
+	if err := obj.DefineDataProperty(name, w, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_FALSE); err != nil {
+		panic(err)
+	}
+}
+
+// lengthOf is v.length as an array built-in reads it.
+func (g guard) lengthOf(v goja.Value) float64 {
+	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
+		return 0
+	}
+	n := v.ToObject(g.vm).Get("length")
+	if n == nil {
+		return 0
+	}
+	if f := n.ToFloat(); f > 0 {
+		return f
+	}
+	return 0
+}
+
+func (g guard) number(args []goja.Value, i int) float64 {
+	if i >= len(args) {
+		return 0
+	}
+	if f := args[i].ToFloat(); f > 0 {
+		return f
+	}
+	return 0
+}
+
+func (g guard) elementsOfArg(what string, i int) func(goja.Value, []goja.Value) {
+	return func(_ goja.Value, args []goja.Value) {
+		if i < len(args) {
+			g.elements(what, g.lengthOf(args[i]))
+		}
+	}
+}
+
+func (g guard) elements(what string, n float64) {
+	if n > maxElements {
+		g.throwRange(fmt.Sprintf("%s on %.0f elements: tenant hooks may handle at most %d elements in one call", what, n, maxElements))
+	}
+}
+
+func (g guard) chars(what string, n float64) {
+	if n > maxChars {
+		g.throwRange(fmt.Sprintf("%s would make a string of %.0f characters: tenant hooks may make at most %d in one call", what, n, maxChars))
+	}
+}
+
+// throwRange throws a RangeError with msg.
+func (g guard) throwRange(msg string) {
+	e, err := g.vm.New(g.vm.Get("RangeError"), g.vm.ToValue(msg))
+	if err != nil {
+		panic(err)
+	}
+	panic(e)
 }
 
 // setRegexpTimeout bounds a backtracking regular expression's match:
