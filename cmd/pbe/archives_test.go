@@ -1,7 +1,10 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"context"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -101,6 +104,7 @@ func TestArchives_ExportOpensInPocketBaseImportAndNamedBackups(t *testing.T) {
 	}
 
 	// Import it as a new tenant: same records, same file.
+	exported := r.body
 	imp := s.do("POST", s.base()+"/api/cp/tenants/import?id=shop-imported", r.body, "Authorization", "Bearer "+alice.access, "Content-Type", "application/gzip")
 	mustStatus(t, imp, http.StatusCreated)
 	if got := strings.Join(s.postTitles("shop-imported"), ","); got != "A,B" {
@@ -126,6 +130,22 @@ func TestArchives_ExportOpensInPocketBaseImportAndNamedBackups(t *testing.T) {
 	// A bad archive creates nothing.
 	mustStatus(t, s.do("POST", s.base()+"/api/cp/tenants/import?id=junk", "not an archive", "Authorization", "Bearer "+alice.access), http.StatusBadRequest)
 	mustStatus(t, s.api("GET", "/api/cp/tenants/junk", nil), http.StatusNotFound)
+	// An archive whose database fails PRAGMA integrity_check creates
+	// nothing either.
+	r = s.do("POST", s.base()+"/api/cp/tenants/import?id=shop-corrupt", corruptArchiveDB(t, exported), "Authorization", "Bearer "+alice.access, "Content-Type", "application/gzip")
+	mustStatus(t, r, http.StatusBadRequest)
+	if body := strings.ToLower(string(r.body)); !strings.Contains(body, "data.db") {
+		t.Fatalf("corrupt archive: %s, want an error naming data.db", r.body)
+	}
+	mustStatus(t, s.api("GET", "/api/cp/tenants/shop-corrupt", nil), http.StatusNotFound)
+
+	// A backup is taken from the object store whether or not the tenant is
+	// active.
+	if ok, err := s.p.node.Evict(context.Background(), "shop"); err != nil || !ok {
+		t.Fatalf("evict: %v %v", ok, err)
+	}
+	mustStatus(t, alice.api("POST", "/api/cp/tenants/shop/backups", map[string]string{"name": "while-idle"}), http.StatusCreated)
+	mustStatus(t, alice.api("DELETE", "/api/cp/tenants/shop/backups/while-idle", nil), http.StatusNoContent)
 
 	// Named backup, more writes, restore the backup: back to A, B.
 	mustStatus(t, alice.api("POST", "/api/cp/tenants/shop/backups", map[string]string{"name": "before-launch"}), http.StatusCreated)
@@ -157,4 +177,48 @@ func TestArchives_ExportOpensInPocketBaseImportAndNamedBackups(t *testing.T) {
 			t.Errorf("bob %s %s: %d", c.method, c.path, r.status)
 		}
 	}
+}
+
+// corruptArchiveDB returns archive with pages of its data.db overwritten,
+// its SQLite header intact.
+func corruptArchiveDB(t *testing.T, archive []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(archive))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	tr, tw := tar.NewReader(zr), tar.NewWriter(zw)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == "pb_data/data.db" {
+			for i := 4096; i < len(data); i++ {
+				data[i] = byte(i * 7)
+			}
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }
