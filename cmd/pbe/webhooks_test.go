@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -33,7 +36,12 @@ func (rv *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rv.calls++
 	sig := r.Header.Get("X-Pbe-Signature")
 	ts, v1, _ := strings.Cut(strings.TrimPrefix(sig, "t="), ",v1=")
-	if v1 != controlplane.SignWebhook(rv.secret, ts, body) {
+	// The receiver checks as the docs tell one to: HMAC-SHA256 of
+	// "{t}.{body}" with the secret, hex.
+	m := hmac.New(sha256.New, []byte(rv.secret))
+	m.Write([]byte(ts + "."))
+	m.Write(body)
+	if !hmac.Equal([]byte(v1), []byte(hex.EncodeToString(m.Sum(nil)))) {
 		rv.badSig++
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
