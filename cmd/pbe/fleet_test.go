@@ -370,6 +370,7 @@ func TestFleet_FailoverLosesNothingAcknowledged(t *testing.T) {
 	if got := f.owner("durable"); got == victim {
 		t.Fatalf("durable still on the dead node %s", got)
 	}
+	g.waitEvent("node.down", func(e cluster.Event) bool { return e.Node == victim })
 	t.Run("sync: every acknowledged write survives", func(t *testing.T) {
 		if lost := missing(g, "durable", ackedD); len(lost) > 0 {
 			t.Fatalf("%d of %d acknowledged writes lost, e.g. %q", len(lost), len(ackedD), lost[0].title)
