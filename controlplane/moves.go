@@ -140,8 +140,23 @@ func (c *ControlPlane) DrainNode(ctx context.Context, id string) ([]placement.Mo
 	if errors.Is(err, placement.ErrNoNode) {
 		return moves, cluster.Errorf(cluster.ErrNoNode, "no other tenant node can take the tenants of %s", id)
 	}
-	c.runMoves(moves)
+	c.runMoves(moves, func() { c.noteDrained(id) })
 	return moves, err
+}
+
+// noteDrained publishes node.drained once draining node id holds no
+// tenant: its operator may then stop it.
+func (c *ControlPlane) noteDrained(id string) {
+	n, err := c.store.Node(id)
+	if err != nil || n.State != cluster.NodeDraining {
+		return
+	}
+	by, err := c.tenantsByNode()
+	if err != nil || len(by[id]) > 0 {
+		return
+	}
+	c.logger.Info("tenant node drained", "tenant_node", id)
+	c.recordEvents([]cluster.Event{{Type: store.EventNodeDrained, Node: id}})
 }
 
 // Rebalance moves tenants from the fullest nodes to the emptiest, in the
@@ -159,15 +174,13 @@ func (c *ControlPlane) Rebalance(ctx context.Context, max int) ([]placement.Move
 		cands[i].Assigned = len(by[cands[i].ID])
 	}
 	moves := placement.Rebalance(cands, by, max)
-	c.runMoves(moves)
+	c.runMoves(moves, nil)
 	return moves, nil
 }
 
-// runMoves carries out moves one at a time in the background.
-func (c *ControlPlane) runMoves(moves []placement.Move) {
-	if len(moves) == 0 {
-		return
-	}
+// runMoves carries out moves one at a time in the background, then calls
+// done (if any) unless the control plane is stopping.
+func (c *ControlPlane) runMoves(moves []placement.Move, done func()) {
 	moves = slices.Clone(moves)
 	c.wg.Add(1)
 	go func() {
@@ -184,6 +197,9 @@ func (c *ControlPlane) runMoves(moves []placement.Move) {
 			if err != nil {
 				c.logger.Warn("planned move failed", "tenant", m.Tenant, "from", m.From, "to", m.To, "error", err)
 			}
+		}
+		if done != nil {
+			done()
 		}
 	}()
 }

@@ -541,6 +541,7 @@ func TestFleet_DrainUnderLoadFailsNothing(t *testing.T) {
 		t.Fatalf("drained node is %s", n.State)
 	}
 	g.waitEvent("node.draining", func(e cluster.Event) bool { return e.Node == victim })
+	g.waitEvent("node.drained", func(e cluster.Event) bool { return e.Node == victim })
 	for _, e := range g.events("node.draining") {
 		if e.Node != victim {
 			t.Errorf("node %s is draining in the event log, want only %s", e.Node, victim)

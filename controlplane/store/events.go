@@ -54,6 +54,7 @@ const (
 	EventNodeJoined           = "node.joined"
 	EventNodeActive           = "node.active"
 	EventNodeDraining         = "node.draining"
+	EventNodeDrained          = "node.drained"
 	EventNodeDown             = "node.down"
 	EventUserSignedUp         = "user.signed_up"
 	EventUserVerified         = "user.verified"
