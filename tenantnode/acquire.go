@@ -113,6 +113,9 @@ func (m *Manager) activate(parent context.Context, e *entry, previousStop <-chan
 	activated := m.metrics.ActivationStarted()
 	inst, err := m.openTenant(ctx, e.id)
 	if err == nil {
+		// Counted before close(e.ready): a request that waited on the
+		// activation must see it in Stats once it has finished.
+		m.activations.Add(1)
 		activated(activationKind(inst.from))
 		if !m.cfg.DisableMetrics {
 			inst.metrics = m.metrics.Tenant(e.id)
@@ -135,7 +138,6 @@ func (m *Manager) activate(parent context.Context, e *entry, previousStop <-chan
 		}
 		return
 	}
-	m.activations.Add(1)
 	m.logger.Info("tenant activated", "tenant", e.id, "epoch", inst.tenant.Epoch, "duration", time.Since(start))
 }
 

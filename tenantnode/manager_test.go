@@ -44,6 +44,20 @@ func TestManager_EvictsLeastRecentlyUsed(t *testing.T) {
 	})
 }
 
+// A request that waited on an activation used to return before the
+// activation was counted, so Stats read right after it could be one short.
+func TestManager_ActivationIsCountedBeforeItsRequestReturns(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, newRegistry(t), nil, nil)
+	n.reg.create(t, "alpha")
+	if w := n.serve(t, "alpha", "GET", "/api/health", ""); w.Code != http.StatusOK {
+		t.Fatalf("health: got %d, want 200: %s", w.Code, w.Body)
+	}
+	if got := n.Stats().Activations; got != 1 {
+		t.Fatalf("activations right after the first request: got %d, want 1", got)
+	}
+}
+
 func TestManager_EvictsIdleTenants(t *testing.T) {
 	t.Parallel()
 	n := newNode(t, newRegistry(t), nil, func(c *Config) { c.IdleTimeout = 100 * time.Millisecond })
