@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/tracing"
 )
 
 // HTTPClient calls the platform API of a running pbe. It is what the pbe
@@ -24,7 +25,9 @@ import (
 // start at the node that answered last or, when an answer names the leader
 // (LeaderHeader) and the leader is one of the given nodes, at the leader:
 // writes then need no forwarding, and a dead node costs one failed attempt,
-// not one per call. Safe for concurrent use.
+// not one per call. With tracing on, each call carries the trace context
+// of its ctx (traceparent), so the control plane's span joins the
+// caller's trace. Safe for concurrent use.
 type HTTPClient struct {
 	bases  []string
 	token  string
@@ -254,6 +257,7 @@ func (c *HTTPClient) attempt(ctx context.Context, hc *http.Client, base, method,
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set(IdempotencyKeyHeader, key)
+	tracing.Inject(ctx, req.Header) // the call's cp.api span joins the caller's trace
 	resp, err = hc.Do(req)
 	if err != nil {
 		return nil, ctx.Err() == nil, "", fmt.Errorf("%s %s%s: %w", method, base, path, err)

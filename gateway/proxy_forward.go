@@ -158,7 +158,9 @@ func (p *Proxy) lookup(ctx context.Context, id string, deadline time.Time) (*rou
 	}
 	p.cfg.Metrics.RouteCache(false)
 	tracing.Annotate(ctx, attribute.Bool("pbe.route_cached", false))
-	ch := p.misses.DoChan(id, func() (any, error) { return p.resolve(id) })
+	// The call runs for every request that misses meanwhile, under the
+	// proxy's lifetime; it joins the trace of the request that started it.
+	ch := p.misses.DoChan(id, func() (any, error) { return p.resolve(tracing.WithSpanOf(p.ctx, ctx), id) })
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
@@ -175,12 +177,13 @@ func (p *Proxy) lookup(ctx context.Context, id string, deadline time.Time) (*rou
 }
 
 // resolve asks the control plane for tenant id's route and caches it.
-// Only one resolve per tenant runs at a time (singleflight).
-func (p *Proxy) resolve(id string) (*route, error) {
+// Only one resolve per tenant runs at a time (singleflight). ctx is the
+// proxy's (not one request's, since others may share the answer).
+func (p *Proxy) resolve(ctx context.Context, id string) (*route, error) {
 	if rt := p.routes.get(id); rt != nil {
 		return rt, nil // cached while this call waited its turn
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, routeLookupTimeout)
+	ctx, cancel := context.WithTimeout(ctx, routeLookupTimeout)
 	defer cancel()
 	r, err := p.cp.Route(ctx, id)
 	if err != nil {

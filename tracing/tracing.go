@@ -13,8 +13,9 @@
 // and "tenant.bootstrap" (opening the PocketBase app until it serves);
 // "cp.api" (a platform API call) with "raft.apply" (a write through
 // Raft). W3C trace context (traceparent) is taken from the client's
-// request and passed on by the gateway to the node, so one request is one
-// trace across processes.
+// request and passed on by the gateway to the node, and by the gateway's
+// and nodes' calls to the control plane, so one request is one trace
+// across processes.
 package tracing
 
 import (
@@ -129,10 +130,17 @@ func Annotate(ctx context.Context, kv attribute.KeyValue) {
 // ctx's span when tracing is on, so the work's spans join the request's
 // trace, and is context.Background() when off.
 func Detach(ctx context.Context) context.Context {
+	return WithSpanOf(context.Background(), ctx)
+}
+
+// WithSpanOf returns ctx carrying the span of from, for work that runs
+// under ctx's cancellation (a shared lookup bounded by its component's
+// lifetime, say) on behalf of from's request. Off, it returns ctx.
+func WithSpanOf(ctx, from context.Context) context.Context {
 	if !on.Load() {
-		return context.Background()
+		return ctx
 	}
-	return trace.ContextWithSpan(context.Background(), trace.SpanFromContext(ctx))
+	return trace.ContextWithSpan(ctx, trace.SpanFromContext(from))
 }
 
 // Tracer is pbe's tracer (from the current global provider).

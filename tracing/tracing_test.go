@@ -49,6 +49,16 @@ func TestUse_SpansJoinTheClientsTrace(t *testing.T) {
 	}
 	_, later := Start(detached, "later")
 	later.End()
+	// Work under another context's cancellation, in the request's trace.
+	bounded, stop := context.WithCancel(context.Background())
+	joined := WithSpanOf(bounded, r.Context())
+	stop()
+	if joined.Err() == nil {
+		t.Error("WithSpanOf dropped its context's cancellation")
+	}
+	if got := trace.SpanContextFromContext(joined); got.SpanID() != trace.SpanContextFromContext(r.Context()).SpanID() {
+		t.Errorf("WithSpanOf carries span %s, want the server span", got.SpanID())
+	}
 	out := http.Header{}
 	Inject(r.Context(), out)
 	server.End()
@@ -94,6 +104,9 @@ func TestStart_OffCostsNothing(t *testing.T) {
 		Annotate(ctx, kv)
 		Finish(span, err)
 		_ = Detach(ctx)
+		if WithSpanOf(r.Context(), ctx) != r.Context() {
+			t.Fatal("WithSpanOf changed the context with tracing off")
+		}
 		Inject(ctx, out)
 		server.End()
 		if r2 != r || span.IsRecording() {

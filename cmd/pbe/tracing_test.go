@@ -7,12 +7,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
@@ -172,6 +174,24 @@ func (s spanTree) wait(names ...string) []tracetest.SpanStub {
 	return got
 }
 
+// waitAPI waits (bounded) until the trace has a cp.api span for path
+// under a span called parent, and returns the trace's spans.
+func (s spanTree) waitAPI(parent, path string) []tracetest.SpanStub {
+	s.t.Helper()
+	var got []tracetest.SpanStub
+	waitFor(s.t, fmt.Sprintf("a cp.api span for %s under %s in trace %s", path, parent, s.trace), func() bool {
+		got = s.spans()
+		names := map[trace.SpanID]string{}
+		for _, sp := range got {
+			names[sp.SpanContext.SpanID()] = sp.Name
+		}
+		return slices.ContainsFunc(got, func(sp tracetest.SpanStub) bool {
+			return sp.Name == "cp.api" && attr(sp, "url.path") == path && names[sp.Parent.SpanID()] == parent
+		})
+	})
+	return got
+}
+
 // checkTree checks that every span of a trace descends from the client's
 // span through spans of the trace, and that each child named in edges has
 // a parent of the name given, returning the spans by name (the first of
@@ -218,8 +238,9 @@ func spanNames(spans []tracetest.SpanStub) []string {
 // a tenant node and a gateway in the test process, each in its own mode
 // behind its own loopback listener, with spans recorded by the SDK's
 // in-memory exporter. One request with a client traceparent is one
-// connected trace: the gateway's routing and proxying, the node's request
-// and, for a cold tenant, its restore and bootstrap; a control-plane API
+// connected trace: the gateway's routing (with the control plane's route
+// call on a cache miss) and proxying, the node's request and, for a cold
+// tenant, its restore, bootstrap and tenant lookup; a control-plane API
 // call through the gateway is cp.api with a raft.apply under it.
 func TestTracing_InMemoryOneTraceAcrossGatewayAndNode(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
@@ -256,10 +277,16 @@ func TestTracing_InMemoryOneTraceAcrossGatewayAndNode(t *testing.T) {
 	t.Run("a request to a cold tenant", func(t *testing.T) {
 		const trace, client = "7bf92f3577b34da6a3ce929d0e0e4739", "30f067aa0ba902ba"
 		mustStatus(t, gw.do("GET", gw.tenantURL("traced", "/api/health"), nil, "traceparent", "00-"+trace+"-"+client+"-01"), http.StatusOK)
-		spans := spanTree{t: t, exp: exp, trace: trace}.wait("gateway", "gateway.route", "gateway.proxy",
-			"tenant.request", "tenant.acquire", "tenant.restore", "tenant.bootstrap")
+		tree := spanTree{t: t, exp: exp, trace: trace}
+		tree.wait("gateway", "gateway.route", "gateway.proxy", "tenant.request", "tenant.acquire", "tenant.restore", "tenant.bootstrap")
+		// The route cache missed: the lookup is the control plane's route
+		// call, and the node's activation reads the tenant's record, both
+		// in the same trace.
+		tree.waitAPI("gateway.route", "/api/cp/internal/route/traced")
+		spans := tree.waitAPI("tenant.acquire", "/api/cp/tenants/traced")
 		byName := checkTree(t, spans, client, map[string]string{
 			"gateway.route":    "gateway",
+			"cp.api":           "gateway.route",
 			"gateway.proxy":    "gateway",
 			"tenant.request":   "gateway.proxy",
 			"tenant.acquire":   "tenant.request",
@@ -271,6 +298,9 @@ func TestTracing_InMemoryOneTraceAcrossGatewayAndNode(t *testing.T) {
 		}
 		if kind := attr(byName["tenant.restore"], "pbe.activation"); kind != "new" {
 			t.Errorf("tenant.restore's pbe.activation %q, want new (a tenant never written)", kind)
+		}
+		if cached := attr(byName["gateway.route"], "pbe.route_cached"); cached != "false" {
+			t.Errorf("gateway.route's pbe.route_cached %q, want false (a tenant never served)", cached)
 		}
 	})
 	// The lone node drains itself when it stops: leave it nothing to move.
