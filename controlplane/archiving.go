@@ -97,7 +97,7 @@ func (c *ControlPlane) ArchiveTenant(ctx context.Context, id string) (cluster.Te
 			// Never written: nothing to fold; it is archived as it is.
 			size = 0
 		} else {
-			c.warm(t)
+			c.warm(ctx, t)
 			return t, asPlatformError(err)
 		}
 	}
@@ -110,7 +110,7 @@ func (c *ControlPlane) ArchiveTenant(ctx context.Context, id string) (cluster.Te
 	}
 	res, err := c.apply(ctx, store.CmdUpdateTenant, "", u)
 	if err != nil {
-		c.warm(t)
+		c.warm(ctx, t)
 		return t, err
 	}
 	nt := res.(cluster.Tenant)

@@ -10,6 +10,7 @@ import (
 	"github.com/pbe/pbe/cluster"
 	"github.com/pbe/pbe/controlplane/placement"
 	"github.com/pbe/pbe/controlplane/store"
+	"github.com/pbe/pbe/tracing"
 )
 
 // moveActivateTimeout bounds warming a moved tenant up on its new node.
@@ -42,7 +43,7 @@ func (c *ControlPlane) MoveTenant(ctx context.Context, id, to string) (cluster.T
 	if err != nil {
 		return t, err
 	}
-	c.warm(nt)
+	c.warm(ctx, nt)
 	return nt, nil
 }
 
@@ -85,14 +86,16 @@ func (c *ControlPlane) release(ctx context.Context, t cluster.Tenant) error {
 	return nil
 }
 
-// warm asks the tenant's new node to open it now, in the background.
-func (c *ControlPlane) warm(t cluster.Tenant) {
+// warm asks the tenant's new node to open it now, in the background, in
+// the trace of ctx (whose cancellation it does not share).
+func (c *ControlPlane) warm(ctx context.Context, t cluster.Tenant) {
 	n, err := c.store.Node(t.Node)
 	if err != nil {
 		return
 	}
+	parent := tracing.Detach(ctx)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), moveActivateTimeout)
+		ctx, cancel := context.WithTimeout(parent, moveActivateTimeout)
 		defer cancel()
 		if err := c.orders.Activate(ctx, n, t.ID); err != nil {
 			c.logger.Warn("warm up moved tenant", "tenant", t.ID, "tenant_node", n.ID, "error", err)

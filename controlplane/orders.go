@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/tracing"
 )
 
 // NodeOrders is how the control plane tells a tenant node what to do with
@@ -36,7 +37,8 @@ type NodeOrders interface {
 }
 
 // HTTPOrders sends orders to nodes' internal APIs, authenticated with the
-// cluster secret.
+// cluster secret and, with tracing on, carrying the trace context of the
+// order's ctx.
 type HTTPOrders struct {
 	secret string
 	hc     *http.Client
@@ -90,6 +92,7 @@ func (o *HTTPOrders) post(ctx context.Context, n cluster.Node, tenant, order str
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(cluster.HeaderSecret, o.secret)
+	tracing.Inject(ctx, req.Header) // the node's work joins the trace of the call that ordered it
 	resp, err := o.hc.Do(req)
 	if err != nil {
 		return cluster.Errorf(cluster.ErrUnavailable, "tenant node %s unreachable for %s of %s: %v", n.ID, order, tenant, err)

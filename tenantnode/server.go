@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/tracing"
 )
 
 // maxOrderBody bounds the body of an order from the control plane.
@@ -16,7 +17,8 @@ const maxOrderBody = 64 << 10
 // Handler is the node's internal API, for a node that runs in its own
 // process: tenant requests proxied by gateways (HeaderTenant names the
 // tenant, HeaderEpoch the epoch the gateway routed at) and orders from the
-// control plane under /internal/. Every request must carry the cluster
+// control plane under /internal/ (each a "tenant.order" span in the
+// caller's trace). Every request must carry the cluster
 // secret in HeaderSecret. Health and metrics are the caller's to serve in
 // front of it, for requests that name no tenant.
 func (m *Manager) Handler(secret string) http.Handler {
@@ -26,6 +28,7 @@ func (m *Manager) Handler(secret string) http.Handler {
 	orders.HandleFunc("POST /internal/tenants/{id}/superusers", m.handleSuperuser)
 	orders.HandleFunc("POST /internal/tenants/{id}/remove", m.handleRemove)
 	orders.HandleFunc("POST /internal/tenants/{id}/update", m.handleUpdate)
+	traced := tracing.Handler("tenant.order", orders)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isSecret(secret, r.Header.Get(cluster.HeaderSecret)) {
 			w.Header().Set(cluster.HeaderError, cluster.ErrUnauthorized.Code)
@@ -34,7 +37,7 @@ func (m *Manager) Handler(secret string) http.Handler {
 		}
 		id := r.Header.Get(cluster.HeaderTenant)
 		if id == "" {
-			orders.ServeHTTP(w, r)
+			traced.ServeHTTP(w, r)
 			return
 		}
 		epoch, err := strconv.ParseUint(r.Header.Get(cluster.HeaderEpoch), 10, 64)

@@ -12,10 +12,11 @@
 // activation adds "tenant.restore" (the local copy or the object store)
 // and "tenant.bootstrap" (opening the PocketBase app until it serves);
 // "cp.api" (a platform API call) with "raft.apply" (a write through
-// Raft). W3C trace context (traceparent) is taken from the client's
-// request and passed on by the gateway to the node, and by the gateway's
-// and nodes' calls to the control plane, so one request is one trace
-// across processes.
+// Raft) and, for each order it sends a node in its own process,
+// "tenant.order". W3C trace context (traceparent) is taken from the
+// client's request and passed on by the gateway to the node, by the
+// gateway's and nodes' calls to the control plane and by the control
+// plane's orders to nodes, so one request is one trace across processes.
 package tracing
 
 import (

@@ -241,7 +241,8 @@ func spanNames(spans []tracetest.SpanStub) []string {
 // connected trace: the gateway's routing (with the control plane's route
 // call on a cache miss) and proxying, the node's request and, for a cold
 // tenant, its restore, bootstrap and tenant lookup; a control-plane API
-// call through the gateway is cp.api with a raft.apply under it.
+// call through the gateway is cp.api with a raft.apply under it, and the
+// order it sends a node is that node's tenant.order under it.
 func TestTracing_InMemoryOneTraceAcrossGatewayAndNode(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
@@ -301,6 +302,16 @@ func TestTracing_InMemoryOneTraceAcrossGatewayAndNode(t *testing.T) {
 		}
 		if cached := attr(byName["gateway.route"], "pbe.route_cached"); cached != "false" {
 			t.Errorf("gateway.route's pbe.route_cached %q, want false (a tenant never served)", cached)
+		}
+	})
+	t.Run("an order the control plane sends a node", func(t *testing.T) {
+		const trace, client = "8bf92f3577b34da6a3ce929d0e0e473a", "40f067aa0ba902bb"
+		admin := map[string]string{"email": "admin@traced.test", "password": "password-traced"}
+		mustStatus(t, gw.api("POST", "/api/cp/tenants/traced/admins", admin, "traceparent", "00-"+trace+"-"+client+"-01"), http.StatusCreated)
+		spans := spanTree{t: t, exp: exp, trace: trace}.wait("gateway", "cp.api", "tenant.order")
+		byName := checkTree(t, spans, client, map[string]string{"cp.api": "gateway", "tenant.order": "cp.api"})
+		if got, want := attr(byName["tenant.order"], "url.path"), "/internal/tenants/traced/superusers"; got != want {
+			t.Errorf("tenant.order's url.path %q, want %s", got, want)
 		}
 	})
 	// The lone node drains itself when it stops: leave it nothing to move.
