@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pbe/pbe/cluster"
+	"github.com/pbe/pbe/tracing"
 )
 
 // ForwardedHeader marks a request a follower forwarded to the leader. A
@@ -41,6 +42,9 @@ func newLeaderProxy(c *ControlPlane) *leaderProxy {
 			pr.SetURL(pr.In.Context().Value(leaderURLKey{}).(*url.URL))
 			pr.Out.Host = pr.In.Host
 			pr.Out.Header.Set(ForwardedHeader, c.cfg.NodeID)
+			// The leader's span continues this follower's (a no-op with
+			// tracing off).
+			tracing.Inject(pr.In.Context(), pr.Out.Header)
 			if c.cfg.ClusterSecret != "" {
 				pr.Out.Header.Set(cluster.HeaderClientIP, clientIP(pr.In))
 				pr.Out.Header.Set(cluster.HeaderSecret, c.cfg.ClusterSecret)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -326,4 +327,58 @@ func attr(sp tracetest.SpanStub, key string) string {
 		}
 	}
 	return ""
+}
+
+// TestTracing_ForwardedWriteIsOneTrace: a write sent to a control-plane
+// follower is forwarded to the leader, and the leader's span continues the
+// follower's.
+func TestTracing_ForwardedWriteIsOneTrace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a cluster of processes")
+	}
+	rcv := &otlpReceiver{}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	c := startClusterWith(t, "cpt", 3, "--otlp-endpoint", srv.URL)
+	follower := (c.leader() + 1) % 3
+
+	const trace, client = "8bf92f3577b34da6a3ce929d0e0e4740", "40f067aa0ba902bb"
+	req, _ := http.NewRequest("POST", "http://127.0.0.1:"+c.http[follower]+"/api/cp/tenants", strings.NewReader(`{"id": "forwarded"}`))
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", "00-"+trace+"-"+client+"-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create through a follower: %d", resp.StatusCode)
+	}
+	rcv.find(t, trace, "raft.apply")
+	var apis []receivedSpan
+	deadline := time.Now().Add(30 * time.Second)
+	for len(apis) < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		rcv.mu.Lock()
+		apis = apis[:0]
+		for _, s := range rcv.spans {
+			if s.trace == trace && s.name == "cp.api" {
+				apis = append(apis, s)
+			}
+		}
+		rcv.mu.Unlock()
+	}
+	var first, second *receivedSpan
+	for i := range apis {
+		switch apis[i].parent {
+		case client:
+			first = &apis[i]
+		default:
+			second = &apis[i]
+		}
+	}
+	if first == nil || second == nil || second.parent != first.span {
+		t.Fatalf("the follower's and the leader's cp.api spans are not one trace: %+v", apis)
+	}
 }
