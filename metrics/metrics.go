@@ -21,6 +21,9 @@
 //	pbe_tenant_peak_requests_per_second{tenant,window} gauge, busiest second of the last minute (window 1m) or hour (1h)
 //	pbe_tenant_storage_quota_headroom_bytes{tenant}   gauge, storage quota minus used (tenants with a storage quota)
 //	pbe_tenant_request_quota_headroom{tenant}         gauge, requests left in the current quota window (tenants with a request quota)
+//	pbe_tenant_activations_total{tenant}              counter, this node's activations of the tenant since the node started
+//	pbe_tenant_evictions_total{tenant}                counter, this node's evictions of the tenant since the node started
+//	pbe_tenant_activation_seconds{tenant,kind}        gauge, duration of the activation that opened the tenant; kind as below
 //
 // Tenant node, per node:
 //

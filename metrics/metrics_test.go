@@ -77,3 +77,45 @@ func BenchmarkTenant_Record(b *testing.B) {
 		}
 	})
 }
+
+// TestTenantNode_ActivationsPerTenant: a tenant's activations and
+// evictions on the node are counted across its activations, and exported
+// while it is active with the kind and duration of the latest.
+func TestTenantNode_ActivationsPerTenant(t *testing.T) {
+	n := NewTenantNode()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(n)
+	n.Tenant("alpha")
+	n.Activated("alpha", ActivationCold, 200*time.Millisecond)
+	n.Evicted("alpha")
+	n.DeleteTenant("alpha")
+	n.Tenant("alpha")
+	n.Activated("alpha", ActivationWarm, 5*time.Millisecond)
+
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			got[key] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	for key, want := range map[string]float64{
+		"pbe_tenant_activations_total,tenant=alpha":            2,
+		"pbe_tenant_evictions_total,tenant=alpha":              1,
+		"pbe_tenant_activation_seconds,kind=warm,tenant=alpha": 0.005,
+	} {
+		if got[key] != want {
+			t.Errorf("%s: got %v, want %v", key, got[key], want)
+		}
+	}
+	if _, ok := got["pbe_tenant_activation_seconds,kind=cold,tenant=alpha"]; ok {
+		t.Error("the previous activation's kind is still exported")
+	}
+}

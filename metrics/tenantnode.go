@@ -3,6 +3,7 @@ package metrics
 import (
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -35,7 +36,21 @@ type TenantNode struct {
 	activating  prometheus.Gauge
 	activationT *prometheus.HistogramVec
 	evictions   prometheus.Counter
+
+	// Per tenant, exported while it is active: this node's activations and
+	// evictions of it (history keeps the counts between activations) and
+	// the kind and duration of the activation that opened it.
+	tenantActivations *prometheus.CounterVec
+	tenantEvictions   *prometheus.CounterVec
+	tenantActivation  *prometheus.GaugeVec
+	history           *lru.Cache[string, tenantHistory]
 }
+
+// tenantHistory is what a node remembers of a tenant between activations.
+type tenantHistory struct{ activations, evictions uint64 }
+
+// historySize bounds the tenants whose activation counts a node keeps.
+const historySize = 100_000
 
 // Descriptions of the tenant node's scrape-time gauges.
 var (
@@ -70,6 +85,7 @@ var (
 // NewTenantNode returns the recorded metrics of one tenant node.
 func NewTenantNode() *TenantNode {
 	tenant := []string{"tenant"}
+	history, _ := lru.New[string, tenantHistory](historySize)
 	return &TenantNode{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pbe_tenant_requests_total", Help: "Requests served for the tenant, by status class.",
@@ -100,12 +116,22 @@ func NewTenantNode() *TenantNode {
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pbe_node_evictions_total", Help: "Tenants stopped on this node (idle, capacity, release, removal).",
 		}),
+		tenantActivations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pbe_tenant_activations_total", Help: "This node's activations of the tenant since the node started (shown while it is active).",
+		}, tenant),
+		tenantEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pbe_tenant_evictions_total", Help: "This node's evictions of the tenant since the node started (shown while it is active).",
+		}, tenant),
+		tenantActivation: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pbe_tenant_activation_seconds", Help: "How long the activation that opened the tenant took, by its kind (cold, warm, new).",
+		}, []string{"tenant", "kind"}),
+		history: history,
 	}
 }
 
 func (n *TenantNode) collectors() []prometheus.Collector {
 	return []prometheus.Collector{n.requests, n.latency, n.errors, n.inFlight, n.realtime,
-		n.activations, n.activating, n.activationT, n.evictions}
+		n.activations, n.activating, n.activationT, n.evictions, n.tenantActivations, n.tenantEvictions, n.tenantActivation}
 }
 
 // Describe implements prometheus.Collector.
@@ -148,6 +174,20 @@ func (n *TenantNode) DeleteTenant(id string) {
 	n.errors.DeletePartialMatch(l)
 	n.inFlight.DeletePartialMatch(l)
 	n.realtime.DeletePartialMatch(l)
+	n.tenantActivations.DeletePartialMatch(l)
+	n.tenantEvictions.DeletePartialMatch(l)
+	n.tenantActivation.DeletePartialMatch(l)
+}
+
+// Activated records tenant id's activation of kind that took took, on the
+// series it is exported with while active.
+func (n *TenantNode) Activated(id, kind string, took time.Duration) {
+	h, _ := n.history.Get(id)
+	h.activations++
+	n.history.Add(id, h)
+	n.tenantActivations.WithLabelValues(id).Add(float64(h.activations))
+	n.tenantEvictions.WithLabelValues(id).Add(float64(h.evictions))
+	n.tenantActivation.WithLabelValues(id, kind).Set(took.Seconds())
 }
 
 // ActivationStarted counts an activation in; the returned func counts it
@@ -164,8 +204,13 @@ func (n *TenantNode) ActivationStarted() func(kind string) {
 	}
 }
 
-// Evicted counts a tenant stopped on the node.
-func (n *TenantNode) Evicted() { n.evictions.Inc() }
+// Evicted counts tenant id stopped on the node.
+func (n *TenantNode) Evicted(id string) {
+	n.evictions.Inc()
+	h, _ := n.history.Get(id)
+	h.evictions++
+	n.history.Add(id, h)
+}
 
 // Tenant is one active tenant's pre-resolved series. Its methods are safe
 // for concurrent use and take no lock (atomic updates only).

@@ -119,6 +119,7 @@ func (m *Manager) activate(parent context.Context, e *entry, previousStop <-chan
 		activated(activationKind(inst.from))
 		if !m.cfg.DisableMetrics {
 			inst.metrics = m.metrics.Tenant(e.id)
+			m.metrics.Activated(e.id, activationKind(inst.from), time.Since(start))
 		}
 	} else {
 		activated("")

@@ -65,7 +65,7 @@ func (m *Manager) stop(ctx context.Context, e *entry) error {
 			m.logger.Error("tenant stop failed", "tenant", e.id, "error", err)
 		} else {
 			m.evictions.Add(1)
-			m.metrics.Evicted()
+			m.metrics.Evicted(e.id)
 			m.logger.Info("tenant evicted", "tenant", e.id)
 		}
 	}

@@ -162,6 +162,8 @@ func TestMetrics_AllInOne(t *testing.T) {
 			`pbe_tenant_errors_total{tenant="acme"} 0`,
 			`pbe_registry_tenants{state="active"} 1`,
 			`pbe_node_activations_total{kind="new"} 1`,
+			`pbe_tenant_activations_total{tenant="acme"} 1`,
+			`pbe_tenant_evictions_total{tenant="acme"} 0`,
 			`pbe_raft_is_leader 1`,
 			`pbe_tenant_hook_runs_total{tenant="acme"} 0`,
 		} {
@@ -171,6 +173,9 @@ func TestMetrics_AllInOne(t *testing.T) {
 		}
 		if !strings.Contains(text, `pbe_gateway_requests_total{code="4xx"}`) {
 			t.Error("scrape lacks the gateway's 4xx requests")
+		}
+		if v, ok := seriesValue(text, `pbe_tenant_activation_seconds{kind="new",tenant="acme"} `); !ok || v <= 0 {
+			t.Errorf("the tenant's activation: %v (exported: %v), want its duration", v, ok)
 		}
 	})
 
