@@ -72,7 +72,7 @@ const quotaEventEvery = time.Hour
 const LagEventSeconds = 10
 
 // record keeps a node's report and returns what changed since its last
-// one: tenants activated or deactivated on it, replication lagging or
+// one: tenants activated or evicted on it, replication lagging or
 // recovered. A node's first report since this leader took office gives
 // nothing (its previous state is not known here).
 func (f *fleet) record(hb cluster.Heartbeat) []cluster.Event {
@@ -124,7 +124,7 @@ func (f *fleet) record(hb cluster.Heartbeat) []cluster.Event {
 				if u := f.usages[id]; u != nil && u.node == hb.Node {
 					delete(f.usages, id)
 				}
-				events = append(events, cluster.Event{Type: store.EventTenantDeactivated, Tenant: id, Node: hb.Node})
+				events = append(events, cluster.Event{Type: store.EventTenantEvicted, Tenant: id, Node: hb.Node})
 			}
 		}
 	}

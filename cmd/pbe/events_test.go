@@ -170,7 +170,7 @@ func TestEvents_NodeActivity(t *testing.T) {
 	if e := nextEvent(t, stream, "tenant.activated"); e.Data.Tenant != "busy" || e.Data.Node != "local" {
 		t.Fatalf("activated: %+v", e)
 	}
-	if e := nextEvent(t, stream, "tenant.deactivated"); e.Data.Tenant != "busy" {
+	if e := nextEvent(t, stream, "tenant.evicted"); e.Data.Tenant != "busy" {
 		t.Fatalf("deactivated: %+v", e)
 	}
 }

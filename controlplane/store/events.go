@@ -45,7 +45,7 @@ const (
 	EventTenantArchived       = "tenant.archived"
 	EventTenantUnarchived     = "tenant.unarchived"
 	EventTenantActivated      = "tenant.activated"
-	EventTenantDeactivated    = "tenant.deactivated"
+	EventTenantEvicted        = "tenant.evicted"
 	EventReplicationLagging   = "replication.lagging"
 	EventQuotaExceeded        = "quota.exceeded"
 	EventReplicationRecovered = "replication.recovered"
