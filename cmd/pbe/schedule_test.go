@@ -2,9 +2,13 @@ package main
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pbe/pbe/cluster"
 )
 
 func TestBackups_ScheduledWithRetention(t *testing.T) {
@@ -61,4 +65,29 @@ func TestBackups_ScheduledWithRetention(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestBackups_ScheduledFailureIsAnEvent: a scheduled backup that cannot be
+// stored is a backup.failed event, and the tenant keeps serving.
+func TestBackups_ScheduledFailureIsAnEvent(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir, func(o *serveOptions) { o.backupTick = 100 * time.Millisecond })
+	tok := s.createTenant("shop")
+	s.createPostsCollection("shop", tok)
+	s.createPost("shop", "A")
+	// A file where the tenant's backups directory would be: the object
+	// store cannot write under it.
+	backups := filepath.Join(dir, "objects", "tenants", "shop", "backups")
+	if err := os.MkdirAll(filepath.Dir(backups), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(backups, []byte("in the way"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustStatus(t, s.api("PATCH", "/api/cp/tenants/shop", map[string]any{"backups": map[string]any{"every_seconds": 1, "keep": 2}}), http.StatusOK)
+	e := s.waitEvent("backup.failed", func(e cluster.Event) bool { return e.Tenant == "shop" })
+	if msg, _ := e.Data["error"].(string); msg == "" {
+		t.Errorf("backup.failed event without its error: %+v", e)
+	}
+	s.createPost("shop", "B")
 }
