@@ -38,6 +38,10 @@ type instance struct {
 	dbs     []*litestream.DB // data.db first
 	// inSyncAt is when the object store last held everything (unix nanos).
 	inSyncAt atomic.Int64
+	// wroteAt is when a record was last written (unix nanos): a write
+	// after the replica's last successful sync is not in the object store
+	// yet, whatever Litestream's positions say.
+	wroteAt atomic.Int64
 	// syncWrites: the tenant's durability is sync (it can change while
 	// the tenant is active).
 	syncWrites atomic.Bool
@@ -128,6 +132,10 @@ func (m *Manager) bootstrap(ctx context.Context, t cluster.Tenant, p tenantPaths
 		return nil, fmt.Errorf("open tenant %s: %w", t.ID, err)
 	}
 	inst := &instance{tenant: t, paths: p, app: app, from: origin}
+	// What it opened from is in the object store (or, for a new tenant,
+	// there is nothing yet): the lag counts from here until a report finds
+	// the replica caught up.
+	inst.inSyncAt.Store(time.Now().UnixNano())
 	if err := m.startInstance(ctx, inst, origin); err != nil {
 		m.closeInstance(context.WithoutCancel(ctx), inst)
 		return nil, fmt.Errorf("open tenant %s: %w", t.ID, err)

@@ -123,8 +123,13 @@ func (inst *instance) report() cluster.TenantReport {
 	if db.Replica != nil {
 		r.ReplicatedTXID = uint64(db.Replica.Pos().TXID)
 	}
-	r.LastReplicatedAt = db.LastSuccessfulSyncAt().UTC()
-	if r.ReplicatedTXID >= r.TXID {
+	synced := db.LastSuccessfulSyncAt()
+	r.LastReplicatedAt = synced.UTC()
+	// Litestream's positions alone can read in sync while the object
+	// store is unreachable (a failed sync forgets the replica's position
+	// and the database's may not move): a write since the last successful
+	// sync is pending too.
+	if r.ReplicatedTXID >= r.TXID && inst.wroteAt.Load() <= synced.UnixNano() {
 		inst.inSyncAt.Store(now.UnixNano())
 	} else if at := inst.inSyncAt.Load(); at > 0 {
 		r.LagSeconds = now.Sub(time.Unix(0, at)).Seconds()
@@ -136,7 +141,8 @@ func (inst *instance) report() cluster.TenantReport {
 // only after its commit is in the object store: PocketBase's after-success
 // model hooks run after the commit and before the response, and an error
 // there fails the request. The hooks follow inst.syncWrites, so a change of
-// durability applies to the next write.
+// durability applies to the next write. They also note each write's time
+// for the replication lag (report).
 func (inst *instance) bindDurability() {
 	inst.syncWrites.Store(inst.tenant.Durability == cluster.DurabilitySync)
 	if len(inst.dbs) == 0 {
@@ -144,7 +150,11 @@ func (inst *instance) bindDurability() {
 	}
 	data := inst.dbs[0]
 	wait := func(e *core.ModelEvent) error {
-		if _, isLog := e.Model.(*core.Log); !isLog && inst.syncWrites.Load() {
+		if _, isLog := e.Model.(*core.Log); isLog {
+			return e.Next()
+		}
+		inst.wroteAt.Store(time.Now().UnixNano())
+		if inst.syncWrites.Load() {
 			if err := data.SyncAndWait(e.Context); err != nil {
 				return cluster.Errorf(cluster.ErrUnavailable, "the write was not confirmed durable in the object store; retry it")
 			}

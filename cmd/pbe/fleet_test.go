@@ -583,8 +583,12 @@ func TestFleet_ObjectStoreOutage(t *testing.T) {
 			t.Fatalf("got %d %s, want 503 while the store is down", r.status, r.body)
 		}
 	})
+	// Past LagEventSeconds behind, the tenant's lag is an event; once the
+	// store is back and replication catches up, so is the recovery.
+	g.waitEvent("replication.lagging", func(e cluster.Event) bool { return e.Tenant == "acme" })
 	f.s3.Restart()
 	f.waitReplicated("acme")
+	g.waitEvent("replication.recovered", func(e cluster.Event) bool { return e.Tenant == "acme" })
 	if lost := missing(g, "acme", acked); len(lost) > 0 {
 		t.Fatalf("%d acknowledged writes lost across the outage", len(lost))
 	}
