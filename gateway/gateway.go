@@ -144,24 +144,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer span.End()
 	stripInternalHeaders(r.Header)
-	if g.cfg.MaxBodyBytes > 0 {
-		if r.ContentLength > g.cfg.MaxBodyBytes {
-			cluster.WriteJSONError(w, http.StatusRequestEntityTooLarge, cluster.ErrorBody{
-				Code: "body_too_large", Message: "request body is larger than the limit of " + strconv.FormatInt(g.cfg.MaxBodyBytes, 10) + " bytes",
-			})
-			return
-		}
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)
-		}
-	}
 	id, base, err := g.resolve(r)
 	switch {
 	case err != nil:
 		cluster.WriteError(w, err)
 	case base:
+		// The platform API bounds its own bodies: small JSON, and tenant
+		// archives up to their own, far larger, limit.
 		g.platform.ServeHTTP(w, r)
 	default:
+		if !g.limitBody(w, r) {
+			return
+		}
 		span.SetAttributes(attribute.String("pbe.tenant", id))
 		g.tenants.ServeTenant(w, r, id)
 	}
@@ -226,4 +220,22 @@ func stripInternalHeaders(h http.Header) {
 			delete(h, k)
 		}
 	}
+}
+
+// limitBody bounds a tenant request's body by MaxBodyBytes; it answers 413
+// and returns false for one declared larger.
+func (g *Gateway) limitBody(w http.ResponseWriter, r *http.Request) bool {
+	if g.cfg.MaxBodyBytes <= 0 {
+		return true
+	}
+	if r.ContentLength > g.cfg.MaxBodyBytes {
+		cluster.WriteJSONError(w, http.StatusRequestEntityTooLarge, cluster.ErrorBody{
+			Code: "body_too_large", Message: "request body is larger than the limit of " + strconv.FormatInt(g.cfg.MaxBodyBytes, 10) + " bytes",
+		})
+		return false
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)
+	}
+	return true
 }

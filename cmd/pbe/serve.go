@@ -172,7 +172,7 @@ the same --raft-peers on each, or a new node joins a running cluster with
 	f.StringVar(&o.egressAllow, "egress-allow", "", "comma-separated CIDRs tenants may reach although not public: their hooks' $http.send, the S3 and SMTP servers of their own settings, their OAuth2 providers (e.g. a mail relay on a private network)")
 	f.StringVar(&o.egressDeny, "egress-deny", "", "comma-separated CIDRs tenants may not reach besides the non-public ranges (the platform's own public addresses)")
 	f.BoolVar(&o.allowTenantHeader, "allow-tenant-header", o.allowTenantHeader, "let the X-Tenant-ID header select a tenant on the base domain (default true in all-in-one, false in gateway mode)")
-	f.Var(&o.maxBody, "max-body", "largest request body accepted (e.g. 32MiB)")
+	f.Var(&o.maxBody, "max-body", "largest tenant request body accepted (e.g. 32MiB); the platform API bounds its own")
 	f.DurationVar(&o.deleteGrace, "delete-grace", o.deleteGrace, "how long a deleted tenant's data is kept so it can be restored")
 	f.DurationVar(&o.replicationInterval, "replication-interval", o.replicationInterval, "how often tenant changes are shipped to the object store (the replication lag)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", o.shutdownTimeout, "how long a graceful stop may take")
