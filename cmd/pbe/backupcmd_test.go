@@ -20,11 +20,17 @@ import (
 // cli runs pbe with args as the operator of s and returns what it printed
 // on standard output.
 func (s *testServer) cli(args ...string) (string, error) {
+	return runPBE(append(args, s.cliFlags()...)...)
+}
+
+// runPBE runs the pbe command line in the test process and returns what
+// it printed on standard output.
+func runPBE(args ...string) (string, error) {
 	root := newRootCmd()
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(io.Discard)
-	root.SetArgs(append(args, s.cliFlags()...))
+	root.SetArgs(args)
 	err := root.ExecuteContext(context.Background())
 	return out.String(), err
 }
@@ -52,15 +58,7 @@ func (s *testServer) mustCLI(t *testing.T, v any, args ...string) string {
 
 func TestBackupCmd_RestoresBackupsExportImportAndArchive(t *testing.T) {
 	s := startServer(t, t.TempDir(), nil)
-	mustStatus(t, s.api("POST", "/api/cp/tenants", map[string]any{"id": "shop", "durability": "sync", // each write is in the object store when it returns
-		"admin": map[string]string{"email": "admin@shop.test", "password": "password-shop"}}), http.StatusCreated)
-	s.createPostsCollection("shop", s.superuserToken("shop"))
-	s.createPost("shop", "A")
-	s.createPost("shop", "B")
-	time.Sleep(50 * time.Millisecond)
-	point := time.Now().UTC()
-	time.Sleep(50 * time.Millisecond)
-	s.createPost("shop", "C")
+	point := shopWithHistory(t, s, func(method, path string, body any) response { return s.api(method, path, body) })
 	titles := func(id string) string { return strings.Join(s.postTitles(id), ",") }
 
 	t.Run("points shows the window", func(t *testing.T) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"os"
@@ -61,13 +60,8 @@ func writeHookDir(t *testing.T) string {
 func importHooks(t *testing.T, s *testServer, id string) hooks.Status {
 	t.Helper()
 	o := hookClientOptions{email: "admin@" + id + ".test", password: "password-" + id}
-	root := newRootCmd()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs([]string{"hooks", "import", s.tenantURL(id, ""), writeHookDir(t), "--email", o.email, "--password", o.password})
-	if err := root.ExecuteContext(context.Background()); err != nil {
-		t.Fatalf("pbe hooks import: %v\n%s", err, out.String())
+	if out, err := runPBE("hooks", "import", s.tenantURL(id, ""), writeHookDir(t), "--email", o.email, "--password", o.password); err != nil {
+		t.Fatalf("pbe hooks import: %v\n%s", err, out)
 	}
 	var st hooks.Status
 	if err := o.call(s.tenantURL(id, ""), "GET", "/api/pbe/hooks", nil, &st); err != nil {

@@ -10,20 +10,28 @@ import (
 	"github.com/pbe/pbe/cluster"
 )
 
-func TestPITR_InPlaceUndoAndFork(t *testing.T) {
-	s, mail := startAccountsServer(t)
-	alice := signup(t, s, mail, "alice@example.com", true)
-	mustStatus(t, alice.api("POST", "/api/cp/tenants", map[string]any{"id": "shop", "durability": "sync", // each write is in the object store when it returns
+// shopWithHistory creates tenant "shop" in sync durability (a write is in
+// the object store when it returns) with create, an operator's or a
+// customer's API, writes posts A and B, then C after the moment it
+// returns.
+func shopWithHistory(t *testing.T, s *testServer, create func(method, path string, body any) response) time.Time {
+	t.Helper()
+	mustStatus(t, create("POST", "/api/cp/tenants", map[string]any{"id": "shop", "durability": "sync",
 		"admin": map[string]string{"email": "admin@shop.test", "password": "password-shop"}}), http.StatusCreated)
 	s.createPostsCollection("shop", s.superuserToken("shop"))
-	// The tenant is in sync durability: a write is in the object store
-	// when it returns.
 	s.createPost("shop", "A")
 	s.createPost("shop", "B")
 	time.Sleep(50 * time.Millisecond)
 	point := time.Now().UTC()
 	time.Sleep(50 * time.Millisecond)
 	s.createPost("shop", "C")
+	return point
+}
+
+func TestPITR_InPlaceUndoAndFork(t *testing.T) {
+	s, mail := startAccountsServer(t)
+	alice := signup(t, s, mail, "alice@example.com", true)
+	point := shopWithHistory(t, s, alice.api)
 
 	// The window covers the point.
 	r := alice.api("GET", "/api/cp/tenants/shop/restore-points", nil)
