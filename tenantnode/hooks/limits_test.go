@@ -41,7 +41,24 @@ func TestBuiltinsCannotRunPastTheLimits(t *testing.T) {
 			t.Errorf("%s: ok=%v %s (want a RangeError naming the limit)", code, ok, msg)
 		}
 	}
+	// A length the script computes could pass the check and then be
+	// another when the built-in reads it again.
+	for _, code := range []string{
+		`Array.prototype.fill.call((() => { let n = 0; return {get length() { return n++ ? 1e8 : 1 }} })(), 0)`,
+		`Array.prototype.indexOf.call(new Proxy([], {get: (o, k) => k === "length" ? 1e8 : o[k]}), 1)`,
+		`Array.from(Object.create({get length() { return 1e8 }}))`,
+		`new Uint8Array((() => { let n = 0; return {get length() { return n++ ? 1e8 : 1 }} })()).length`,
+	} {
+		ok, msg := try(code)
+		if ok || !strings.Contains(msg, "length is computed") {
+			t.Errorf("%s: ok=%v %s (want refused: a computed length)", code, ok, msg)
+		}
+	}
 	for code, want := range map[string]string{
+		`Array.prototype.map.call("abc", (c) => c + c).join("")`:                                    "aabbcc",
+		`Array.prototype.slice.call({length: 2, 0: "a", 1: "b"}).join()`:                            "a,b",
+		`(function () { return Array.prototype.slice.call(arguments).length })(1, 2, 3)`:            "3",
+		`Array.from(new Set([1, 2, 2])).length + "," + Array.from({length: 2}, (_, i) => i).join()`: "2,0,1",
 		`[3, 1, 2].sort().join("-")`:                                                   "1-2-3",
 		`[1, [2, 3]].toString()`:                                                       "1,2,3",
 		`[1, 2, 3].map((x) => x * 2).filter((x) => x > 2).length`:                      "2",

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -29,15 +30,10 @@ const (
 
 // nativeGuards is the script that installs the checks; it runs once in
 // every runtime, before tenant code.
-const nativeGuards = `(function (maxElements, maxChars, maxBytes) {
+const nativeGuards = `(function (maxElements, maxChars, maxBytes, lengthOf) {
   "use strict";
   const apply = Reflect.apply, construct = Reflect.construct, define = Object.defineProperty;
   const Str = String;
-  const lengthOf = (o) => {
-    if (o === null || o === undefined) return 0;
-    const n = +o.length;
-    return n > 0 ? n : 0;
-  };
   const limit = "tenant hooks may handle at most " + maxElements + " elements in one call";
   const elements = (what, o) => {
     const n = lengthOf(o);
@@ -168,7 +164,9 @@ func guardNatives(vm *goja.Runtime) (err error) {
 			err = fmt.Errorf("native guards: %v", r)
 		}
 	}()
-	g := guard{vm}
+	g := guard{vm: vm}
+	g.isView, _ = goja.AssertFunction(vm.Get("ArrayBuffer").ToObject(vm).Get("isView"))
+	g.ownProperty, _ = goja.AssertFunction(vm.Get("Object").ToObject(vm).Get("getOwnPropertyDescriptor"))
 	array := vm.Get("Array").ToObject(vm)
 	arrayProto := array.Get("prototype").ToObject(vm)
 	for _, name := range arrayProto.GetOwnPropertyNames() {
@@ -211,7 +209,8 @@ func guardNatives(vm *goja.Runtime) (err error) {
 	if !ok {
 		return fmt.Errorf("native guards: not a function")
 	}
-	_, err = fn(goja.Undefined(), vm.ToValue(maxElements), vm.ToValue(maxChars), vm.ToValue(maxBytes))
+	_, err = fn(goja.Undefined(), vm.ToValue(maxElements), vm.ToValue(maxChars), vm.ToValue(maxBytes),
+		vm.ToValue(func(call goja.FunctionCall) goja.Value { return vm.ToValue(g.lengthOf(call.Argument(0))) }))
 	if err != nil {
 		return fmt.Errorf("native guards: %w", err)
 	}
@@ -223,8 +222,13 @@ func guardNatives(vm *goja.Runtime) (err error) {
 var cheapArrayMethods = map[string]bool{"constructor": true, "length": true, "push": true, "pop": true, "at": true,
 	"keys": true, "values": true, "entries": true, "join": true, "toString": true, "toLocaleString": true}
 
-// guard builds the checks of one runtime.
-type guard struct{ vm *goja.Runtime }
+// guard builds the checks of one runtime; isView and ownProperty are
+// ArrayBuffer.isView and Object.getOwnPropertyDescriptor as they were
+// before any script ran.
+type guard struct {
+	vm                  *goja.Runtime
+	isView, ownProperty goja.Callable
+}
 
 // wrap replaces obj[name] with a function that runs check on its this and
 // arguments, then the original.
@@ -249,12 +253,20 @@ func (g guard) wrap(obj *goja.Object, name string, check func(this goja.Value, a
 	}
 }
 
-// lengthOf is v.length as an array built-in reads it.
+// lengthOf is v.length as an array built-in reads it. It throws a
+// TypeError for a length the script computes (a getter, a Proxy): the
+// built-in reads it again after the check and could be given another.
 func (g guard) lengthOf(v goja.Value) float64 {
 	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
 		return 0
 	}
-	n := v.ToObject(g.vm).Get("length")
+	o, isObject := v.(*goja.Object)
+	if !isObject {
+		o = v.ToObject(g.vm) // a primitive: its length is its own
+	} else if !g.fixedLength(o) {
+		panic(g.vm.NewTypeError("array built-ins on an object whose length is computed (a getter or a Proxy) are not available to tenant hooks"))
+	}
+	n := o.Get("length")
 	if n == nil {
 		return 0
 	}
@@ -262,6 +274,38 @@ func (g guard) lengthOf(v goja.Value) float64 {
 		return f
 	}
 	return 0
+}
+
+// proxyType is what goja reports as the export type of a Proxy.
+var proxyType = reflect.TypeOf(goja.Proxy{})
+
+// fixedLength reports whether o's length is data, not computed: an Array
+// or a typed array, or an object whose nearest length property is a data
+// property, with no Proxy on the way.
+func (g guard) fixedLength(o *goja.Object) bool {
+	if o.ExportType() == proxyType {
+		return false
+	}
+	if o.ClassName() == "Array" {
+		return true
+	}
+	if v, err := g.isView(goja.Undefined(), o); err == nil && v.ToBoolean() {
+		return true
+	}
+	for p := o; p != nil; p = p.Prototype() {
+		if p.ExportType() == proxyType {
+			return false
+		}
+		d, err := g.ownProperty(goja.Undefined(), p, g.vm.ToValue("length"))
+		if err != nil {
+			return false
+		}
+		if desc, ok := d.(*goja.Object); ok {
+			get, set := desc.Get("get"), desc.Get("set")
+			return (get == nil || goja.IsUndefined(get)) && (set == nil || goja.IsUndefined(set))
+		}
+	}
+	return true
 }
 
 func (g guard) number(args []goja.Value, i int) float64 {
