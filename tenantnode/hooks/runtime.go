@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dop251/goja"
@@ -50,13 +52,34 @@ var donor struct {
 
 const donorRenew = 256
 
+// donorDirPrefix names the donor's directory, one per process: the
+// process's id follows it.
+const donorDirPrefix = "pbe-jsvm-"
+
+// removeStaleDonorDirs removes the donor directories of processes that no
+// longer run (a process cannot remove its own on every way out).
+func removeStaleDonorDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), donorDirPrefix+"*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), donorDirPrefix))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if p, err := os.FindProcess(pid); err == nil && p.Signal(syscall.Signal(0)) == nil {
+			continue // still running
+		}
+		_ = os.RemoveAll(d)
+	}
+}
+
 // newVM returns a VM with jsvm's bindings, not yet hardened.
 func newVM() (*goja.Runtime, error) {
 	donor.mu.Lock()
 	defer donor.mu.Unlock()
 	if donor.dir == "" {
-		dir, err := os.MkdirTemp("", "pbe-jsvm-")
-		if err != nil {
+		removeStaleDonorDirs()
+		dir := filepath.Join(os.TempDir(), donorDirPrefix+strconv.Itoa(os.Getpid()))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
 		if err := os.MkdirAll(filepath.Join(dir, "hooks"), 0o700); err != nil {
