@@ -672,6 +672,25 @@ func TestOrderDeleteAndTenantLog(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// So is a hook that fails to load.
+	tn.put(t, "broken.pb.js", "// loads, then fails\nnotDefinedAtLoad()\n")
+	tn.waitHook(t, "broken.pb.js", func(hs HookStatus) bool { return hs.Error != "" })
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		logs := []*core.Log{}
+		err := tn.app.LogQuery().AndWhere(dbxLike("message", "hook failed to load")).All(&logs)
+		if err == nil && len(logs) > 0 {
+			if logs[0].Data["hook"] != "broken.pb.js" || !strings.Contains(fmt.Sprint(logs[0].Data["error"]), "broken.pb.js:") {
+				t.Fatalf("load failure log entry: %s %v", logs[0].Message, logs[0].Data)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log entry for the hook that failed to load (%v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func dbxLike(col, s string) dbx.Expression { return dbx.Like(col, s) }
