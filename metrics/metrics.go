@@ -24,6 +24,11 @@
 //	pbe_tenant_activations_total{tenant}              counter, this node's activations of the tenant since the node started
 //	pbe_tenant_evictions_total{tenant}                counter, this node's evictions of the tenant since the node started
 //	pbe_tenant_activation_seconds{tenant,kind}        gauge, duration of the activation that opened the tenant; kind as below
+//	pbe_tenant_hook_runs_total{tenant}                counter of the tenant's hook runs since it was activated on the node
+//	pbe_tenant_hook_errors_total{tenant}              counter of those that failed
+//	pbe_tenant_hook_cpu_seconds_total{tenant}         counter of their CPU time
+//	pbe_tenant_hook_runtimes{tenant}                  gauge of the JavaScript runtimes its hooks have made
+//	pbe_tenant_hook_runtimes_recycled_total{tenant}   counter of runtimes dropped for what their runs allocated
 //
 // Tenant node, per node:
 //

@@ -76,6 +76,8 @@ var (
 		"Runs of the tenant's hooks that failed (threw, were stopped or refused) since it was activated on the node.", []string{"tenant"}, nil)
 	DescTenantHookCPU = prometheus.NewDesc("pbe_tenant_hook_cpu_seconds_total",
 		"CPU time the tenant's hook runs used since it was activated on the node.", []string{"tenant"}, nil)
+	DescTenantHookRecycled = prometheus.NewDesc("pbe_tenant_hook_runtimes_recycled_total",
+		"Runtimes of the tenant's hooks dropped for what their runs allocated (a run past --hook-memory, or 64 MiB in all) since it was activated on the node.", []string{"tenant"}, nil)
 	DescTenantHookRuntimes = prometheus.NewDesc("pbe_tenant_hook_runtimes",
 		"JavaScript runtimes the tenant's hooks have made (at most --hook-runtimes).", []string{"tenant"}, nil)
 	DescNodeActiveTenants = prometheus.NewDesc("pbe_node_active_tenants",

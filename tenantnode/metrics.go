@@ -33,6 +33,7 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- metrics.DescTenantHookErrors
 	ch <- metrics.DescTenantHookCPU
 	ch <- metrics.DescTenantHookRuntimes
+	ch <- metrics.DescTenantHookRecycled
 	ch <- metrics.DescNodeActiveTenants
 }
 
@@ -76,6 +77,7 @@ func collectInstance(ch chan<- prometheus.Metric, inst *instance, now time.Time)
 		counter(metrics.DescTenantHookErrors, float64(ht.Errors))
 		counter(metrics.DescTenantHookCPU, ht.CPU.Seconds())
 		gauge(metrics.DescTenantHookRuntimes, float64(ht.Runtimes))
+		counter(metrics.DescTenantHookRecycled, float64(ht.Recycled))
 	}
 	if limit := q.storageLimit.Load(); limit > 0 {
 		gauge(metrics.DescTenantStorageHeadroom, float64(limit-used))

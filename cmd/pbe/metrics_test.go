@@ -166,6 +166,7 @@ func TestMetrics_AllInOne(t *testing.T) {
 			`pbe_tenant_evictions_total{tenant="acme"} 0`,
 			`pbe_raft_is_leader 1`,
 			`pbe_tenant_hook_runs_total{tenant="acme"} 0`,
+			`pbe_tenant_hook_runtimes_recycled_total{tenant="acme"} 0`,
 		} {
 			if !strings.Contains(text, want+"\n") {
 				t.Errorf("scrape lacks %q", want)
