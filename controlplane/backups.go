@@ -251,7 +251,8 @@ func (c *ControlPlane) fork(w http.ResponseWriter, r *http.Request, t cluster.Te
 	writeJSON(w, http.StatusCreated, map[string]any{"tenant": c.view(nt), "restored_to": spec.At, "source": t.ID})
 }
 
-// copyFiles copies tenant from's uploaded files to tenant to.
+// copyFiles copies tenant from's uploaded files to tenant to, one at a
+// time through a temporary file.
 func (c *ControlPlane) copyFiles(ctx context.Context, from, to string) error {
 	if c.objects == nil {
 		return nil
@@ -269,11 +270,7 @@ func (c *ControlPlane) copyFiles(ctx context.Context, from, to string) error {
 		return err
 	}
 	for _, k := range keys {
-		b, err := c.objects.Get(ctx, k)
-		if err != nil {
-			return err
-		}
-		if err := c.objects.Put(ctx, dst+strings.TrimPrefix(k, src), b); err != nil {
+		if err := storage.CopyObject(ctx, c.objects, k, dst+strings.TrimPrefix(k, src), ""); err != nil {
 			return err
 		}
 	}

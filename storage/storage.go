@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -79,6 +80,30 @@ type ClassStore interface {
 // FileClassStore is ClassStore for PutFile.
 type FileClassStore interface {
 	PutFileClass(ctx context.Context, key, path, class string) error
+}
+
+// CopyObject copies the object at from to to, through a temporary file in
+// dir (the system's when empty), so that an object of any size costs no
+// more memory than a small one.
+func CopyObject(ctx context.Context, s ObjectStore, from, to, dir string) error {
+	r, err := s.Open(ctx, from)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	f, err := os.CreateTemp(dir, "pbe-copy-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := io.Copy(f, r); err != nil {
+		return fmt.Errorf("copy %s: %w", from, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return s.PutFile(ctx, to, f.Name())
 }
 
 // PutFileClass is PutClass for the content of a local file.

@@ -119,6 +119,23 @@ func Run(t *testing.T, open func(t *testing.T) storage.ObjectStore) {
 			}
 		}
 	})
+	t.Run("copy an object", func(t *testing.T) {
+		s := open(t)
+		data := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+		if err := s.Put(ctx, "tenants/acme/files/c/r/doc.bin", data); err != nil {
+			t.Fatal(err)
+		}
+		if err := storage.CopyObject(ctx, s, "tenants/acme/files/c/r/doc.bin", "tenants/copy/files/c/r/doc.bin", t.TempDir()); err != nil {
+			t.Fatalf("CopyObject: %v", err)
+		}
+		got, err := s.Get(ctx, "tenants/copy/files/c/r/doc.bin")
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("the copy: %d bytes, %v; want the %d bytes copied", len(got), err, len(data))
+		}
+		if err := storage.CopyObject(ctx, s, "tenants/acme/files/none", "tenants/copy/files/none", t.TempDir()); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("copy of a missing object: got %v, want ErrNotFound", err)
+		}
+	})
 	t.Run("many objects", func(t *testing.T) {
 		s := open(t)
 		const n = 1100 // more than one S3 list page and delete batch
