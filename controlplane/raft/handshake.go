@@ -13,20 +13,31 @@ import (
 	"syscall"
 )
 
-// The handshake that opens every TCP connection of the transport. The
-// dialing side is the client, the accepting side the server; every field is
-// a 2-byte big-endian length followed by that many bytes.
+// The handshake that opens every TCP connection of the transport, inside
+// TLS. The dialing side is the client, the accepting side the server. TLS
+// 1.3 comes first, with a certificate each node makes for itself at start
+// and nobody checks: it encrypts and integrity-protects the stream. Then,
+// over TLS, every field a 2-byte big-endian length followed by that many
+// bytes:
 //
 //	client -> server  hello:     label, nonce_c, id_c, cluster_c
 //	server -> client  challenge: label, nonce_s
 //	client -> server  proof:     mac_c
 //	server -> client  proof:     id_s, cluster_s, mac_s
 //
-//	mac_c = HMAC-SHA256(secret, label, "client", nonce_c, nonce_s, id_c, cluster_c)
-//	mac_s = HMAC-SHA256(secret, label, "server", nonce_c, nonce_s, id_c, cluster_c, id_s, cluster_s)
+//	mac_c = HMAC-SHA256(secret, label, "client", binding, nonce_c, nonce_s, id_c, cluster_c)
+//	mac_s = HMAC-SHA256(secret, label, "server", binding, nonce_c, nonce_s, id_c, cluster_c, id_s, cluster_s)
 //
-// (the MAC input is each value as a 4-byte big-endian length and its bytes,
-// so no two different inputs share an encoding). Both nonces are 32 fresh
+// binding is 32 bytes of the TLS session's exported keying material
+// (RFC 5705, label tlsBindingLabel): both ends of one TLS session compute
+// the same, two sessions never do. Someone in the middle, who would have
+// to run one TLS session with each side, cannot make either side's proof
+// valid on the other, so proving the secret also proves that the TLS
+// session ends at a node that knows it: the unchecked certificates are
+// authenticated after the fact.
+//
+// (The MAC input is each value as a 4-byte big-endian length and its bytes,
+// so no two different inputs share an encoding.) Both nonces are 32 fresh
 // random bytes, so a recorded handshake cannot be replayed; the role names
 // keep one side's proof from being reflected back as the other's. The
 // server proves itself only after the client has: a client without the
@@ -37,7 +48,7 @@ import (
 
 // handshakeLabel names the protocol and its version; it is the first field
 // on the wire and part of every MAC.
-const handshakeLabel = "pbe-raft-v1"
+const handshakeLabel = "pbe-raft-v2"
 
 // MinClusterSecretLen is the shortest Config.ClusterSecret accepted.
 const MinClusterSecretLen = 16
@@ -107,7 +118,7 @@ func (hc handshakeConfig) self() identity {
 // clientHandshake runs the dialing side of the handshake on c and returns
 // the authenticated peer. The caller sets c's deadline and closes c on
 // error.
-func clientHandshake(c net.Conn, hc handshakeConfig) (identity, error) {
+func clientHandshake(c net.Conn, hc handshakeConfig, binding string) (identity, error) {
 	self := hc.self()
 	nonceC := newNonce()
 	if err := writeFields(c, handshakeLabel, nonceC, self.nodeID, self.clusterID); err != nil {
@@ -119,7 +130,7 @@ func clientHandshake(c net.Conn, hc handshakeConfig) (identity, error) {
 	if r.err != nil {
 		return identity{}, r.failure("read challenge")
 	}
-	macC := handshakeMAC(hc.secret, roleClient, nonceC, nonceS, self.nodeID, self.clusterID)
+	macC := handshakeMAC(hc.secret, roleClient, binding, nonceC, nonceS, self.nodeID, self.clusterID)
 	if err := writeFields(c, string(macC)); err != nil {
 		return identity{}, ioError("send proof", err)
 	}
@@ -132,7 +143,7 @@ func clientHandshake(c net.Conn, hc handshakeConfig) (identity, error) {
 		}
 		return identity{}, r.failure("read proof")
 	}
-	want := handshakeMAC(hc.secret, roleServer, nonceC, nonceS, self.nodeID, self.clusterID, peer.nodeID, peer.clusterID)
+	want := handshakeMAC(hc.secret, roleServer, binding, nonceC, nonceS, self.nodeID, self.clusterID, peer.nodeID, peer.clusterID)
 	if !hmac.Equal([]byte(macS), want) {
 		return identity{}, handshakeErrorf(reasonSecret, "peer %q did not prove the cluster secret", peer.nodeID)
 	}
@@ -142,7 +153,7 @@ func clientHandshake(c net.Conn, hc handshakeConfig) (identity, error) {
 // serverHandshake runs the accepting side of the handshake on c and returns
 // the authenticated peer. The caller sets c's deadline and closes c on
 // error.
-func serverHandshake(c net.Conn, hc handshakeConfig) (identity, error) {
+func serverHandshake(c net.Conn, hc handshakeConfig, binding string) (identity, error) {
 	r := fieldReader{r: c}
 	r.label()
 	nonceC := r.read("nonce", handshakeNonceLen, handshakeNonceLen)
@@ -158,13 +169,13 @@ func serverHandshake(c net.Conn, hc handshakeConfig) (identity, error) {
 	if r.err != nil {
 		return identity{}, r.failure("read proof")
 	}
-	if !hmac.Equal([]byte(macC), handshakeMAC(hc.secret, roleClient, nonceC, nonceS, peer.nodeID, peer.clusterID)) {
+	if !hmac.Equal([]byte(macC), handshakeMAC(hc.secret, roleClient, binding, nonceC, nonceS, peer.nodeID, peer.clusterID)) {
 		return identity{}, handshakeErrorf(reasonSecret, "peer %q did not prove the cluster secret", peer.nodeID)
 	}
 	// The peer is authenticated: it may learn who we are, so that it can
 	// tell why it is refused if it is.
 	self := hc.self()
-	macS := handshakeMAC(hc.secret, roleServer, nonceC, nonceS, peer.nodeID, peer.clusterID, self.nodeID, self.clusterID)
+	macS := handshakeMAC(hc.secret, roleServer, binding, nonceC, nonceS, peer.nodeID, peer.clusterID, self.nodeID, self.clusterID)
 	if err := writeFields(c, self.nodeID, self.clusterID, string(macS)); err != nil {
 		return identity{}, ioError("send proof", err)
 	}

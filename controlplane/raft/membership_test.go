@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -233,8 +234,11 @@ type garbageClient struct {
 	name string
 	// send writes to conn; it may read the server's challenge.
 	send func(conn net.Conn) error
+	// tls: the client speaks TLS first, as a peer does, and sends over it.
+	tls bool
 	// maxReply is how many bytes the server may send before closing: the
-	// challenge, for a client that sent a well-formed hello.
+	// challenge, for a client that sent a well-formed hello (over TLS),
+	// or a TLS alert for one that does not speak TLS.
 	maxReply int
 }
 
@@ -242,12 +246,20 @@ type garbageClient struct {
 // closed the connection (it fails the test if the server does not close).
 func (g garbageClient) run(t *testing.T, addr string) []byte {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
+	raw, err := net.DialTimeout("tcp", addr, waitTimeout)
 	if err != nil {
 		t.Fatalf("%s: dial: %v", g.name, err)
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
+	defer raw.Close()
+	_ = raw.SetDeadline(time.Now().Add(waitTimeout))
+	conn := raw
+	if g.tls {
+		tc := tls.Client(raw, &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("%s: TLS: %v", g.name, err)
+		}
+		conn = tc
+	}
 	if err := g.send(conn); err != nil {
 		t.Fatalf("%s: send: %v", g.name, err)
 	}
@@ -261,6 +273,9 @@ func (g garbageClient) run(t *testing.T, addr string) []byte {
 // challengeLen is the size of the server's challenge on the wire.
 var challengeLen = 2 + len(handshakeLabel) + 2 + handshakeNonceLen
 
+// tlsAlertLen is one unencrypted TLS alert record.
+const tlsAlertLen = 7
+
 func garbageClients() []garbageClient {
 	write := func(b []byte) func(net.Conn) error {
 		return func(c net.Conn) error { _, err := c.Write(b); return err }
@@ -271,10 +286,12 @@ func garbageClients() []garbageClient {
 		}
 	}
 	return []garbageClient{
-		{name: "an HTTP request", send: write([]byte("GET / HTTP/1.1\r\nHost: raft\r\n\r\n"))},
-		{name: "a raft RPC without a handshake", send: write([]byte{0, 0x85, 0xa4, 'T', 'e', 'r', 'm', 0x01})},
-		{name: "a hello of another protocol version", send: hello("pbe-raft-v0")},
-		{name: "a hello with a forged proof", maxReply: challengeLen, send: func(c net.Conn) error {
+		{name: "an HTTP request", maxReply: tlsAlertLen, send: write([]byte("GET / HTTP/1.1\r\nHost: raft\r\n\r\n"))},
+		{name: "a raft RPC without a handshake", maxReply: tlsAlertLen, send: write([]byte{0, 0x85, 0xa4, 'T', 'e', 'r', 'm', 0x01})},
+		{name: "a raft RPC over TLS without a handshake", tls: true, send: write([]byte{0, 0x85, 0xa4, 'T', 'e', 'r', 'm', 0x01})},
+		{name: "a hello of another protocol version", tls: true, send: hello("pbe-raft-v0")},
+		{name: "a hello of the previous protocol, without TLS", maxReply: tlsAlertLen, send: hello("pbe-raft-v1")},
+		{name: "a hello with a forged proof", tls: true, maxReply: challengeLen, send: func(c net.Conn) error {
 			if err := hello(handshakeLabel)(c); err != nil {
 				return err
 			}

@@ -20,9 +20,10 @@
 //     it; the state machine skips entries it has already applied. The state
 //     machine's own storage need not be durable: the log is.
 //   - Raft reads or writes nothing on a TCP connection before the handshake
-//     (handshake.go) has authenticated its peer: a fresh random nonce from
-//     each side, and an HMAC-SHA256 under Config.ClusterSecret from each side
-//     over both nonces, its node id and its cluster id. Without the secret
+//     (handshake.go, inside TLS) has authenticated its peer: a fresh random
+//     nonce from each side, and an HMAC-SHA256 under Config.ClusterSecret
+//     from each side over the TLS channel binding, both nonces, its node id
+//     and its cluster id. Without the secret
 //     nobody can vote, append entries or install a snapshot.
 //   - A node never exchanges entries with a node known to be of another
 //     cluster: the handshake refuses a peer whose cluster id differs from
@@ -31,15 +32,16 @@
 //     has a new cluster until its first leader has proposed one (see
 //     clusterid.go).
 //
-// The traffic after the handshake is neither encrypted nor integrity
-// protected: whoever can watch the network path reads the control plane's
-// state, and whoever sits on it can tamper with an authenticated connection.
-// Run the Raft port on a private network. The handshake is what keeps the
-// port useless to anyone who can merely reach it (DESIGN.md invariant 5:
-// nothing internal is public); encrypting the stream properly is TLS, with
-// certificates to issue and rotate, and Config.WrapStreamLayer is where it
-// goes without changing this package. A recorded handshake lets a guessable
-// secret be guessed offline, so the secret must be random.
+// The traffic runs in TLS 1.3: it is encrypted and integrity-protected,
+// so whoever watches or sits on the network path reads and changes
+// nothing. Each node's certificate is made at start and not checked;
+// instead the handshake's MACs cover the TLS session's channel binding,
+// so a node that proves the secret also proves that the session ends at
+// it, and there are no certificates to issue or rotate.
+// Config.WrapStreamLayer wraps the authenticated layer (tests use it to
+// inject faults). Someone in the middle still receives a client's proof
+// (for the session it runs with the client) and could guess a guessable
+// secret from it offline, so the secret must be random.
 package raft
 
 import (

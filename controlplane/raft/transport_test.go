@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,9 +19,9 @@ func testHandshakeConfig(secret, nodeID, clusterID string) handshakeConfig {
 	return handshakeConfig{secret: []byte(secret), nodeID: nodeID, clusterID: func() string { return clusterID }}
 }
 
-// handshakeOverTCP runs client against server over a loopback connection
-// and returns what each side concluded.
-func handshakeOverTCP(t *testing.T, client, server handshakeConfig) (clientPeer identity, clientErr error, serverPeer identity, serverErr error) {
+// handshakeOverTCP runs client against server over a loopback connection,
+// each with its channel binding, and returns what each side concluded.
+func handshakeOverTCP(t *testing.T, client, server handshakeConfig, clientBinding, serverBinding string) (clientPeer identity, clientErr error, serverPeer identity, serverErr error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -40,7 +41,7 @@ func handshakeOverTCP(t *testing.T, client, server handshakeConfig) (clientPeer 
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(waitTimeout))
-		p, err := serverHandshake(c, server)
+		p, err := serverHandshake(c, server, serverBinding)
 		served <- result{p, err}
 	}()
 	c, err := net.Dial("tcp", ln.Addr().String())
@@ -49,7 +50,7 @@ func handshakeOverTCP(t *testing.T, client, server handshakeConfig) (clientPeer 
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(waitTimeout))
-	clientPeer, clientErr = clientHandshake(c, client)
+	clientPeer, clientErr = clientHandshake(c, client, clientBinding)
 	r := <-served
 	return clientPeer, clientErr, r.peer, r.err
 }
@@ -71,7 +72,7 @@ func TestHandshake(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cPeer, cErr, sPeer, sErr := handshakeOverTCP(t, tc.client, tc.server)
+			cPeer, cErr, sPeer, sErr := handshakeOverTCP(t, tc.client, tc.server, "one TLS session", "one TLS session")
 			for side, err := range map[string]error{"client": cErr, "server": sErr} {
 				switch {
 				case tc.want == "" && err != nil:
@@ -92,6 +93,19 @@ func TestHandshake(t *testing.T) {
 				t.Errorf("server's peer: got %+v, want %+v", sPeer, want)
 			}
 		})
+	}
+}
+
+// TestHandshake_ChannelBinding: a relay in the middle runs one TLS
+// session with each side, so their channel bindings differ, and neither
+// side accepts the other's proof although both know the secret.
+func TestHandshake_ChannelBinding(t *testing.T) {
+	_, cErr, _, sErr := handshakeOverTCP(t, testHandshakeConfig(testSecret, "cp1", "c1"), testHandshakeConfig(testSecret, "cp2", "c1"),
+		"the relay's session with the client", "the relay's session with the server")
+	for side, err := range map[string]error{"client": cErr, "server": sErr} {
+		if err == nil || handshakeReason(err) != reasonSecret {
+			t.Errorf("%s: got %v, want the proof refused", side, err)
+		}
 	}
 }
 
@@ -337,4 +351,111 @@ func TestWarnLimiter(t *testing.T) {
 			t.Errorf("keys tracked: got %d, want at most %d", len(w.seen), maxWarnKeys)
 		}
 	})
+}
+
+// wireTap relays TCP connections to target, recording what the client
+// sent; tamper, when set, may change each chunk the client sends.
+type wireTap struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	sent   []byte
+	tamper func(total int, b []byte)
+}
+
+func newWireTap(t *testing.T, target string) *wireTap {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &wireTap{ln: ln}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(c, s); _ = c.Close() }()
+			go func() {
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						w.mu.Lock()
+						if w.tamper != nil {
+							w.tamper(len(w.sent), buf[:n])
+						}
+						w.sent = append(w.sent, buf[:n]...)
+						w.mu.Unlock()
+						if _, err := s.Write(buf[:n]); err != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				_ = s.Close()
+			}()
+		}
+	}()
+	return w
+}
+
+// TestAuthLayer_StreamIsEncrypted: what a connection carries cannot be
+// read on the wire, and a byte changed on the way is an error, not data.
+func TestAuthLayer_StreamIsEncrypted(t *testing.T) {
+	server := newTestLayer(t, "cp2", waitTimeout, io.Discard)
+	client := newTestLayer(t, "cp1", waitTimeout, io.Discard)
+	tap := newWireTap(t, server.Addr().String())
+	accepted := acceptAsync(server)
+	cc, err := client.Dial(raft.ServerAddress(tap.ln.Addr().String()), time.Second)
+	if err != nil {
+		t.Fatalf("Dial through the tap: %v", err)
+	}
+	defer cc.Close()
+	sc := <-accepted
+	if sc == nil {
+		t.Fatal("Accept failed")
+	}
+	defer sc.Close()
+	secret := []byte("tenant acme-secret-record 4f2c91")
+	if _, err := cc.Write(secret); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(secret))
+	_ = sc.SetReadDeadline(time.Now().Add(waitTimeout))
+	if _, err := io.ReadFull(sc, got); err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("the server read %q, %v; want %q", got, err, secret)
+	}
+	tap.mu.Lock()
+	onWire := bytes.Contains(tap.sent, []byte("acme-secret-record"))
+	handshook := len(tap.sent)
+	tap.tamper = func(total int, b []byte) {
+		if total >= handshook {
+			b[len(b)/2] ^= 0xff
+		}
+	}
+	tap.mu.Unlock()
+	if onWire {
+		t.Fatal("the record crossed the wire in the clear")
+	}
+
+	if _, err := cc.Write(secret); err != nil {
+		t.Fatal(err)
+	}
+	_ = sc.SetReadDeadline(time.Now().Add(waitTimeout))
+	n, err := io.ReadFull(sc, got)
+	if err == nil {
+		t.Fatalf("a tampered record was read as %q", got[:n])
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		t.Fatalf("a tampered record: timed out instead of failing")
+	}
 }
