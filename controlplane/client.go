@@ -158,6 +158,18 @@ func (c *HTTPClient) CreateAdmin(ctx context.Context, id string, a Admin) error 
 // non-2xx answer becomes a *cluster.Error with the server's code and
 // message.
 func (c *HTTPClient) do(ctx context.Context, method, path string, in, out any) error {
+	return c.doWith(ctx, c.hc, method, path, in, out)
+}
+
+// doLong is do without the per-attempt timeout, for calls whose work is
+// sized by a tenant's data (a restore, a backup, archiving): a timeout
+// would retry work that is still running. ctx bounds it.
+func (c *HTTPClient) doLong(ctx context.Context, method, path string, in, out any) error {
+	return c.doWith(ctx, c.stream, method, path, in, out)
+}
+
+// doWith is do with hc.
+func (c *HTTPClient) doWith(ctx context.Context, hc *http.Client, method, path string, in, out any) error {
 	var body *payload
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -166,7 +178,7 @@ func (c *HTTPClient) do(ctx context.Context, method, path string, in, out any) e
 		}
 		body = &payload{open: func() io.Reader { return bytes.NewReader(b) }, size: int64(len(b)), contentType: "application/json"}
 	}
-	resp, err := c.send(ctx, c.hc, method, path, body)
+	resp, err := c.send(ctx, hc, method, path, body)
 	if err != nil {
 		return err
 	}
@@ -475,7 +487,7 @@ type RestoreUndo struct {
 // not empty, into a new tenant of that id (the source is left alone).
 func (c *HTTPClient) RestoreTo(ctx context.Context, id string, at time.Time, fork string) (RestoreResult, error) {
 	var res RestoreResult
-	err := c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/pitr", pitrRequest{Timestamp: at, Fork: fork}, &res)
+	err := c.doLong(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/pitr", pitrRequest{Timestamp: at, Fork: fork}, &res)
 	return res, err
 }
 
@@ -491,7 +503,7 @@ func (c *HTTPClient) Backups(ctx context.Context, id string) ([]BackupInfo, erro
 // CreateBackup stores a named backup of tenant id (name "": a timestamp).
 func (c *HTTPClient) CreateBackup(ctx context.Context, id, name string) (BackupInfo, error) {
 	var b BackupInfo
-	err := c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/backups", backupRequest{Name: name}, &b)
+	err := c.doLong(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/backups", backupRequest{Name: name}, &b)
 	return b, err
 }
 
@@ -503,7 +515,7 @@ func (c *HTTPClient) DeleteBackup(ctx context.Context, id, name string) error {
 // RestoreBackup restores tenant id's named backup in place.
 func (c *HTTPClient) RestoreBackup(ctx context.Context, id, name string) (RestoreResult, error) {
 	var res RestoreResult
-	err := c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/backups/"+url.PathEscape(name)+"/restore", nil, &res)
+	err := c.doLong(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/backups/"+url.PathEscape(name)+"/restore", nil, &res)
 	return res, err
 }
 
@@ -547,13 +559,13 @@ func (c *HTTPClient) ImportTenant(ctx context.Context, id, name string, archive 
 // ArchiveTenant archives tenant id now (operators only).
 func (c *HTTPClient) ArchiveTenant(ctx context.Context, id string) (Tenant, error) {
 	var t Tenant
-	err := c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/archive", nil, &t)
+	err := c.doLong(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/archive", nil, &t)
 	return t, err
 }
 
 // UnarchiveTenant opens archived tenant id now (operators only).
 func (c *HTTPClient) UnarchiveTenant(ctx context.Context, id string) (Tenant, error) {
 	var t Tenant
-	err := c.do(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/unarchive", nil, &t)
+	err := c.doLong(ctx, http.MethodPost, "/api/cp/tenants/"+url.PathEscape(id)+"/unarchive", nil, &t)
 	return t, err
 }
