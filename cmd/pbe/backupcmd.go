@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -211,30 +212,23 @@ func exportToFile(ctx context.Context, c *controlplane.HTTPClient, id, path stri
 func backupImportCmd(o *clientOptions) *cobra.Command {
 	var id, name string
 	cmd := &cobra.Command{
-		Use:   "import <file> --id <new-id>",
+		Use:   "import <file|-> --id <new-id>",
 		Short: "Create a tenant from an archive (an export or a PocketBase pb_data directory as a gzipped tar)",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if id == "" {
 				return usageError{errors.New("--id is required: the id of the tenant to create")}
 			}
-			f, err := os.Open(args[0])
+			f, size, err := archiveFile(args[0], cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			fi, err := f.Stat()
-			if err != nil {
-				return err
-			}
-			if !fi.Mode().IsRegular() {
-				return usageError{fmt.Errorf("%s is not a regular file: import sends an archive file", args[0])}
-			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			t, err := c.ImportTenant(cmd.Context(), id, name, f, fi.Size())
+			t, err := c.ImportTenant(cmd.Context(), id, name, f, size)
 			if err != nil {
 				return err
 			}
@@ -244,4 +238,39 @@ func backupImportCmd(o *clientOptions) *cobra.Command {
 	cmd.Flags().StringVar(&id, "id", "", "id of the tenant to create (required)")
 	cmd.Flags().StringVar(&name, "name", "", "display name of the tenant")
 	return cmd
+}
+
+// archiveFile opens the archive at path for sending, with its size: a
+// regular file as it is; standard input ("-") or a pipe is first copied to
+// a temporary file, removed once closed, since every attempt of the
+// upload reads the archive from its start.
+func archiveFile(path string, stdin io.Reader) (*os.File, int64, error) {
+	var src io.Reader = stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, 0, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		if fi.Mode().IsRegular() {
+			return f, fi.Size(), nil
+		}
+		defer f.Close()
+		src = f
+	}
+	tmp, err := os.CreateTemp("", "pbe-import-*.tar.gz")
+	if err != nil {
+		return nil, 0, err
+	}
+	_ = os.Remove(tmp.Name()) // the open file stays readable
+	n, err := io.Copy(tmp, src)
+	if err != nil {
+		tmp.Close()
+		return nil, 0, fmt.Errorf("read the archive from %s: %w", path, err)
+	}
+	return tmp, n, nil
 }

@@ -164,6 +164,19 @@ func TestBackupCmd_RestoresBackupsExportImportAndArchive(t *testing.T) {
 		if !strings.HasPrefix(out, "\x1f\x8b") {
 			t.Fatalf("export to standard output: got %q..., want a gzip stream", out[:min(len(out), 16)])
 		}
+		// From standard input, as from a pipe: export | import.
+		root := newRootCmd()
+		var printed bytes.Buffer
+		root.SetIn(strings.NewReader(out))
+		root.SetOut(&printed)
+		root.SetErr(io.Discard)
+		root.SetArgs(append([]string{"backup", "import", "-", "--id", "shop-piped"}, s.cliFlags()...))
+		if err := root.ExecuteContext(context.Background()); err != nil {
+			t.Fatalf("import from standard input: %v", err)
+		}
+		if got := titles("shop-piped"); got != "A,B" {
+			t.Fatalf("posts imported from standard input: got %q, want %q", got, "A,B")
+		}
 	})
 
 	t.Run("archive and unarchive", func(t *testing.T) {
