@@ -30,18 +30,11 @@ const (
 
 // nativeGuards is the script that installs the checks; it runs once in
 // every runtime, before tenant code.
-const nativeGuards = `(function (maxElements, maxChars, maxBytes, lengthOf) {
+// lengthOf, elements and chars are the guard's own (Go) checks.
+const nativeGuards = `(function (maxChars, maxBytes, lengthOf, elements, chars) {
   "use strict";
   const apply = Reflect.apply, construct = Reflect.construct, define = Object.defineProperty;
   const Str = String;
-  const limit = "tenant hooks may handle at most " + maxElements + " elements in one call";
-  const elements = (what, o) => {
-    const n = lengthOf(o);
-    if (n > maxElements) throw new RangeError(what + " on " + n + " elements: " + limit);
-  };
-  const chars = (what, n) => {
-    if (n > maxChars) throw new RangeError(what + " would make a string of " + n + " characters: tenant hooks may make at most " + maxChars + " in one call");
-  };
   const replace = (obj, name, make) => {
     const f = obj[name];
     if (typeof f !== "function") return;
@@ -54,8 +47,9 @@ const nativeGuards = `(function (maxElements, maxChars, maxBytes, lengthOf) {
   // join converts and measures each element before joining: its result
   // can be far larger than the array.
   replace(Array.prototype, "join", (join) => ({join(sep) {
-    elements("Array.prototype.join", this);
-    const n = lengthOf(this), s = sep === undefined ? "," : Str(sep), parts = new Array(n);
+    const n = lengthOf(this), s = sep === undefined ? "," : Str(sep);
+    elements("Array.prototype.join", n);
+    const parts = new Array(n);
     let size = n > 0 ? (n - 1) * s.length : 0;
     for (let i = 0; i < n; i++) {
       const e = this[i];
@@ -140,8 +134,9 @@ const nativeGuards = `(function (maxElements, maxChars, maxBytes, lengthOf) {
       const a = args[0];
       if (a !== null && typeof a === "object") {
         if (!(a instanceof ArrayBuffer)) {
-          elements("new " + name, a);
-          bytes("new " + name, lengthOf(a) * size);
+          const n = lengthOf(a);
+          elements("new " + name, n);
+          bytes("new " + name, n * size);
         }
       } else {
         bytes("new " + name, (+a || 0) * size);
@@ -156,8 +151,8 @@ var guardsProgram = sync.OnceValue(func() *goja.Program {
 })
 
 // guardNatives installs the checks in vm: the simple ones, most of them,
-// as Go functions (a JavaScript closure per wrapped function cost a
-// runtime 200 KiB), the others by nativeGuards.
+// as Go functions (JavaScript closures for them cost a runtime about
+// 60 KiB more), the others by nativeGuards.
 func guardNatives(vm *goja.Runtime) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -209,8 +204,9 @@ func guardNatives(vm *goja.Runtime) (err error) {
 	if !ok {
 		return fmt.Errorf("native guards: not a function")
 	}
-	_, err = fn(goja.Undefined(), vm.ToValue(maxElements), vm.ToValue(maxChars), vm.ToValue(maxBytes),
-		vm.ToValue(func(call goja.FunctionCall) goja.Value { return vm.ToValue(g.lengthOf(call.Argument(0))) }))
+	_, err = fn(goja.Undefined(), vm.ToValue(maxChars), vm.ToValue(maxBytes),
+		vm.ToValue(func(call goja.FunctionCall) goja.Value { return vm.ToValue(g.lengthOf(call.Argument(0))) }),
+		vm.ToValue(g.elements), vm.ToValue(g.chars))
 	if err != nil {
 		return fmt.Errorf("native guards: %w", err)
 	}
