@@ -116,10 +116,11 @@ func (m *Manager) activate(parent context.Context, e *entry, previousStop <-chan
 		// Counted before close(e.ready): a request that waited on the
 		// activation must see it in Stats once it has finished.
 		m.activations.Add(1)
-		activated(activationKind(inst.from))
+		kind := activationKind(inst.from)
+		activated(kind)
 		if !m.cfg.DisableMetrics {
 			inst.metrics = m.metrics.Tenant(e.id)
-			m.metrics.Activated(e.id, activationKind(inst.from), time.Since(start))
+			m.metrics.Activated(e.id, kind, time.Since(start))
 		}
 	} else {
 		activated("")
